@@ -1,0 +1,36 @@
+# EchoLatent set-up. `make demo` runs the whole workflow on the default config,
+# `make test` runs the test suite. Both create .venv on first use.
+#
+# GPU users: override the torch requirement, e.g.
+#   make setup TORCH_SPEC="torch==2.13.0" TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu128"
+# or use the per-rule conda envs (snakemake --sdm conda).
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+CORES ?= all
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test figures clean-results
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH_INDEX) "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup
+	$(BIN)/snakemake --cores $(CORES)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+figures: setup
+	$(BIN)/snakemake --cores $(CORES) figures
+
+clean-results:
+	rm -rf results logs

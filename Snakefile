@@ -1,0 +1,24 @@
+# EchoLatent: cohort studies of the heart in echocardiography through the latent space of VAEs.
+#
+#   snakemake --cores 8 --resources gpu=1          # the whole workflow on config/config.yaml
+#   snakemake --cores 8 --configfile my.yaml       # a config of one's own
+#   snakemake --workflow-profile profiles/slurm    # on a SLURM cluster
+#
+# Stages exchange data only through the documented files under results/ (see README.md).
+
+from snakemake.utils import min_version
+
+min_version("9.19")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/ingest.smk"
+
+
+rule all:
+    input:
+        cohort_outputs(),
+    default_target: True

@@ -1,0 +1,5 @@
+import sys
+
+from echolatent.cli import main
+
+sys.exit(main())

@@ -1,0 +1,467 @@
+"""Cohort ingestion (stage 1): from a cohort source to EchoLatent's cohort shards.
+
+Three steps, each a Snakemake rule so that a 10,000-patient cohort runs as a handful of
+shard jobs, never one job per patient:
+
+1. :func:`plan_cohort` lists the patients, checks the covariates, assigns each patient
+   a split (train/val/test, by patient) and a shard.
+2. :func:`ingest_shard` streams the patients of one shard: reads, checks, resamples to
+   the model grid and writes ``shard-{k}.h5``.
+3. :func:`merge_cohort` joins the per-shard tables into ``patients.tsv``,
+   ``sequences.tsv``, ``qc.tsv`` and ``provenance.json``.
+
+Output contract (``results/cohort/``; later stages rely on it)
+---------------------------------------------------------------
+``patients.tsv``
+    One row per ingested patient: ``patient_id``, covariates (``group``, ``age``, ``sex``,
+    ``bsa``, ... as available), ``split``, ``shard``, ``n_sequences``.
+``sequences.tsv``
+    One row per (patient, view): ``patient_id, view, shard, cycle, n_frames, ed, es,
+    height, width, spacing_h, spacing_w, model_spacing_h, model_spacing_w, frame_rate,
+    has_image, image_quality, source_files``.
+``shard-{k}.h5``
+    Root attributes ``format="echolatent-cohort-shard"``, ``version``, ``shard``,
+    ``image_size``. One group ``/{patient_id}/{view}`` per sequence with datasets
+    ``mask_native`` (T, H, W) uint8, ``mask`` (T, S, S) uint8 (nearest),
+    ``image_native``/``image`` when the source has images (bilinear; uint8 stays uint8),
+    ``frame_pos`` (T,) float32 (0 at ED, 1 at ES, back to 0 at the next ED for full
+    cycles), and attributes ``spacing_native`` and ``spacing`` (h, w mm; the model-grid
+    spacing is the native one scaled by H/S and W/S), ``ed``, ``es``, ``cycle``,
+    ``frame_rate`` (NaN when unknown). Chunked one frame per chunk, gzip-compressed.
+``qc.tsv``
+    Sequences skipped with ``qc.on_bad_sequence: skip``, with the file and the reason.
+``provenance.json``
+    The configuration, package versions and the SHA-256 of every input file.
+``truth/`` (synthetic cohorts only)
+    ``shard-{k}.h5`` with the clean masks (same groups, ``mask_native``/``mask``) and the
+    simulator's truth tables. Analysis stages never read it; evaluation stages do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+from importlib import metadata
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from echolatent.io.errors import InputError
+from echolatent.io.sources import (
+    SPLITS,
+    CamusSource,
+    SequenceRecord,
+    StoreSource,
+    read_patient_table,
+    sha256_file,
+)
+from echolatent.io.sheet import SheetSource
+from echolatent.resample import resize_images_bilinear, resize_masks_nearest
+
+SHARD_FORMAT = "echolatent-cohort-shard"
+SHARD_VERSION = 1
+VALID_LABELS = (0, 1, 2, 3)
+SEQUENCE_COLUMNS = [
+    "patient_id", "view", "shard", "cycle", "n_frames", "ed", "es", "height", "width", "spacing_h", "spacing_w",
+    "model_spacing_h", "model_spacing_w", "frame_rate", "has_image", "image_quality", "source_files",
+]
+QC_COLUMNS = ["patient_id", "view", "file", "reason"]
+
+
+# --------------------------------------------------------------------------- sources
+def open_source(kind: str, path, *, cycle: str = "full", layout: str = "auto"):
+    """Open a cohort source.
+
+    Parameters
+    ----------
+    kind : {"synthetic", "store", "camus", "sheet"}
+        ``synthetic`` and ``store`` both read a simulator store folder.
+    path : path
+        The store folder, the CAMUS/TED root folder, or the sheet TSV.
+    cycle : {"full", "half"}
+    layout : str
+        CAMUS layout (``auto``, ``camus-nifti``, ``camus-mhd``, ``ted``).
+    """
+    if kind in ("synthetic", "store"):
+        return StoreSource(path, cycle=cycle)
+    if kind == "camus":
+        return CamusSource(path, layout=layout, cycle=cycle)
+    if kind == "sheet":
+        return SheetSource(path, cycle=cycle)
+    raise ValueError(f"unknown cohort source {kind!r}; expected synthetic, store, camus or sheet")
+
+
+# --------------------------------------------------------------------------- step 1
+def assign_splits(patients: pd.DataFrame, fractions: dict, seed: int, *, stratify: str = "group") -> pd.Series:
+    """Random split by patient, stratified on ``stratify`` (when present), reproducible by seed.
+
+    In each stratum (sorted), patients (sorted by id) are permuted by a generator seeded
+    from ``seed`` and the stratum's position, then cut into train/val/test by rounding the
+    fractions, so the split depends only on the ids, the strata and the seed.
+    """
+    total = sum(float(fractions[s]) for s in SPLITS)
+    if not np.isclose(total, 1.0) or any(float(fractions[s]) < 0 for s in SPLITS):
+        raise ValueError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
+    strata = patients[stratify].fillna("NA").astype(str) if stratify in patients else pd.Series("all", patients.index)
+    split = pd.Series("", index=patients.index, dtype=object)
+    for position, stratum in enumerate(sorted(strata.unique())):
+        members = patients.index[strata == stratum]
+        order = members[np.argsort(patients.loc[members, "patient_id"].to_numpy(), kind="stable")]
+        rng = np.random.default_rng([int(seed), position])
+        order = order[rng.permutation(len(order))]
+        n_val = int(round(float(fractions["val"]) * len(order)))
+        n_test = int(round(float(fractions["test"]) * len(order)))
+        n_train = max(len(order) - n_val - n_test, 0)
+        split.loc[order[:n_train]] = "train"
+        split.loc[order[n_train:n_train + n_val]] = "val"
+        split.loc[order[n_train + n_val:]] = "test"
+    return split
+
+
+def plan_cohort(source, *, n_shards: int, seed: int, fractions: dict, split_source: str = "auto",
+                covariates=None) -> pd.DataFrame:
+    """List patients, merge covariates, assign splits and shards.
+
+    Parameters
+    ----------
+    source : a cohort source (:func:`open_source`)
+    n_shards : int
+        Number of shards; patients are dealt round-robin after sorting by
+        (split, group, patient_id) so every shard holds a similar mix.
+    seed : int
+    fractions : dict
+        ``{"train": f, "val": f, "test": f}`` for the random split.
+    split_source : {"auto", "dataset", "random"}
+        ``auto`` uses the dataset's own split (CAMUS ``database_split/``, a sheet's
+        ``split`` column) when present, else a random stratified split.
+    covariates : path, optional
+        A per-patient TSV (``patient_id`` + covariates) merged onto the source's patients;
+        its values take precedence.
+
+    Returns
+    -------
+    DataFrame
+        One row per patient: ``patient_id``, covariates, ``split``, ``shard``.
+    """
+    if int(n_shards) < 1:
+        raise ValueError(f"cohort.shards must be >= 1, got {n_shards}")
+    patients = source.patients()
+    if covariates:
+        extra = read_patient_table(covariates)
+        unknown = sorted(set(extra["patient_id"]) - set(patients["patient_id"]))
+        if unknown:
+            raise InputError(covariates, f"{len(unknown)} patient(s) not in the cohort, e.g. {unknown[0]}")
+        patients = patients.drop(columns=[c for c in extra.columns if c != "patient_id" and c in patients])
+        patients = patients.merge(extra, on="patient_id", how="left")
+    duplicated = patients["patient_id"][patients["patient_id"].duplicated()]
+    if len(duplicated):
+        raise InputError(None, f"duplicate patient id {duplicated.iloc[0]!r} in the cohort")
+    has_dataset_split = "split" in patients and patients["split"].notna().any()
+    if split_source == "dataset" and not has_dataset_split:
+        raise ValueError("cohort.split.source is 'dataset' but the cohort provides no split")
+    if split_source in ("auto", "dataset") and has_dataset_split:
+        missing = patients["patient_id"][patients["split"].isna()]
+        if len(missing):
+            raise InputError(None, f"the dataset's split does not list {len(missing)} patient(s), "
+                                   f"e.g. {missing.iloc[0]}")
+    elif split_source in ("auto", "random"):
+        patients["split"] = assign_splits(patients, fractions, seed)
+    else:
+        raise ValueError(f"cohort.split.source must be auto, dataset or random, got {split_source!r}")
+    order = patients.assign(_split=patients["split"].map({s: i for i, s in enumerate(SPLITS)}),
+                            _group=patients["group"].astype(str) if "group" in patients else "")
+    order = order.sort_values(["_split", "_group", "patient_id"], kind="stable").index
+    patients.loc[order, "shard"] = np.arange(len(order)) % int(n_shards)
+    patients["shard"] = patients["shard"].astype(int)
+    return patients.sort_values("patient_id", kind="stable").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- step 2
+def frame_positions(n_frames: int, ed: int, es: int, cycle: str) -> np.ndarray:
+    """Position of each frame in the cardiac phase: 0 at ED, 1 at ES.
+
+    Half cycles rise linearly from ED to ES. Full cycles are treated as periodic: frames
+    from ED to ES rise linearly, frames from ES to the next ED (wrapping past the end of
+    the sequence) fall linearly back to 0.
+    """
+    index = np.arange(n_frames)
+    if cycle == "half" or es <= ed:
+        span = max(es - ed, 1)
+        return np.clip((index - ed) / span, 0.0, 1.0).astype(np.float32)
+    pos = np.empty(n_frames, dtype=np.float64)
+    systole = (index >= ed) & (index <= es)
+    pos[systole] = (index[systole] - ed) / (es - ed)
+    diastole_length = (ed - es) % n_frames or n_frames
+    after_es = (index[~systole] - es) % n_frames
+    pos[~systole] = 1.0 - after_es / diastole_length
+    return pos.astype(np.float32)
+
+
+def check_record(record: SequenceRecord) -> np.ndarray:
+    """Check a record's mask and frame indices; return the mask as uint8.
+
+    Raises
+    ------
+    InputError
+        Naming the mask file and the problem.
+    """
+    where = record.files[0] if record.files else None
+    label = f"{record.patient_id} {record.view}"
+    mask = np.asarray(record.mask)
+    if mask.ndim != 3 or mask.shape[0] < 1 or min(mask.shape[1:]) < 2:
+        raise InputError(where, f"{label}: mask must be (T, H, W) with T >= 1, got shape {mask.shape}")
+    if not (np.issubdtype(mask.dtype, np.integer) or np.issubdtype(mask.dtype, np.floating)):
+        raise InputError(where, f"{label}: mask has non-numeric type {mask.dtype}")
+    if np.issubdtype(mask.dtype, np.floating) and not np.array_equal(mask, np.round(mask)):
+        raise InputError(where, f"{label}: mask has non-integer values (is it an image?)")
+    present = np.unique(mask)
+    outside = [v for v in present.tolist() if v not in VALID_LABELS]
+    if outside:
+        raise InputError(where, f"{label}: label values {outside[:5]} outside {{0, 1, 2, 3}}")
+    if not 0 <= record.ed < mask.shape[0] or not 0 <= record.es < mask.shape[0]:
+        raise InputError(where, f"{label}: ED={record.ed}/ES={record.es} outside the {mask.shape[0]} frames")
+    if record.ed == record.es:
+        raise InputError(where, f"{label}: ED and ES are the same frame ({record.ed})")
+    if record.image is not None and np.asarray(record.image).shape != mask.shape:
+        raise InputError(where, f"{label}: image shape {np.asarray(record.image).shape} != mask shape {mask.shape}")
+    return mask.astype(np.uint8, copy=False)
+
+
+def _write_dataset(group, name: str, data: np.ndarray, level: int) -> None:
+    chunks = (1,) + data.shape[1:]
+    group.create_dataset(name, data=data, chunks=chunks, compression="gzip", compression_opts=level, shuffle=True)
+
+
+def _write_sequence(h5: h5py.File, record: SequenceRecord, mask: np.ndarray, image_size: int) -> dict:
+    size = (image_size, image_size)
+    group = h5.require_group(record.patient_id).create_group(record.view)
+    _write_dataset(group, "mask_native", mask, 4)
+    _write_dataset(group, "mask", resize_masks_nearest(mask, size), 4)
+    if record.image is not None:
+        image = np.asarray(record.image)
+        if not np.issubdtype(image.dtype, np.integer):
+            image = image.astype(np.float32)
+        _write_dataset(group, "image_native", image, 1)
+        _write_dataset(group, "image", resize_images_bilinear(image, size), 1)
+    n_frames, height, width = mask.shape
+    group.create_dataset("frame_pos", data=frame_positions(n_frames, record.ed, record.es, record.cycle))
+    model_spacing = (record.spacing[0] * height / image_size, record.spacing[1] * width / image_size)
+    group.attrs.update({
+        "spacing_native": np.asarray(record.spacing, dtype=np.float64),
+        "spacing": np.asarray(model_spacing, dtype=np.float64),
+        "ed": record.ed, "es": record.es, "cycle": record.cycle,
+        "frame_rate": np.nan if record.frame_rate is None else float(record.frame_rate),
+    })
+    return {
+        "patient_id": record.patient_id, "view": record.view, "cycle": record.cycle, "n_frames": n_frames,
+        "ed": record.ed, "es": record.es, "height": height, "width": width,
+        "spacing_h": record.spacing[0], "spacing_w": record.spacing[1],
+        "model_spacing_h": model_spacing[0], "model_spacing_w": model_spacing[1],
+        "frame_rate": np.nan if record.frame_rate is None else record.frame_rate,
+        "has_image": record.image is not None, "image_quality": record.info.get("image_quality", ""),
+        "source_files": ";".join(str(f) for f in record.files),
+    }
+
+
+def _new_shard(path: Path, shard: int, image_size: int) -> h5py.File:
+    h5 = h5py.File(path, "w")
+    h5.attrs.update({"format": SHARD_FORMAT, "version": SHARD_VERSION, "shard": shard, "image_size": image_size})
+    return h5
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".tmp-{os.getpid()}-{path.name}")
+
+
+def ingest_shard(source, plan: pd.DataFrame, shard: int, *, image_size: int, out_h5, out_sequences, out_qc,
+                 out_inputs, on_bad_sequence: str = "error", truth_masks=None, out_truth_h5=None,
+                 log=None) -> pd.DataFrame:
+    """Read, check, resample and write the patients of one shard.
+
+    Parameters
+    ----------
+    source : a cohort source
+    plan : DataFrame
+        The output of :func:`plan_cohort`.
+    shard : int
+    image_size : int
+        Side of the model grid (masks nearest, images bilinear).
+    out_h5, out_sequences, out_qc, out_inputs : path
+        The shard file, its sequence table, its QC table and the table of input files
+        with their SHA-256.
+    on_bad_sequence : {"error", "skip"}
+        ``error`` stops at the first bad sequence (nothing is written); ``skip`` lists
+        it in the QC table and goes on.
+    truth_masks : path, optional
+        The simulator's ``truth/clean_masks.h5``; with ``out_truth_h5``, the clean masks
+        of the shard's sequences are written there on the same grids.
+
+    Returns
+    -------
+    DataFrame
+        The shard's sequence table.
+    """
+    if on_bad_sequence not in ("error", "skip"):
+        raise ValueError(f"qc.on_bad_sequence must be 'error' or 'skip', got {on_bad_sequence!r}")
+    outputs = [Path(p) for p in (out_h5, out_sequences, out_qc, out_inputs)]
+    if out_truth_h5 is not None:
+        outputs.append(Path(out_truth_h5))
+    for path in outputs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmps = {path: _tmp(path) for path in outputs}
+    rows, qc_rows, hashes = [], [], {}
+    global_inputs = {Path(p) for p in source.input_files()}
+    patients = plan.loc[plan["shard"] == shard, "patient_id"].tolist()
+    try:
+        h5 = _new_shard(tmps[Path(out_h5)], shard, image_size)
+        truth_h5 = _new_shard(tmps[Path(out_truth_h5)], shard, image_size) if out_truth_h5 else None
+        clean = h5py.File(truth_masks, "r") if truth_masks else None
+        with h5:
+            for number, patient in enumerate(patients, start=1):
+                def skip(view, err, patient=patient):
+                    qc_rows.append({"patient_id": patient, "view": view, "file": err.path or "", "reason": err.reason})
+
+                records = source.read_patient(patient, on_error=None if on_bad_sequence == "error" else skip)
+                for record in records:
+                    try:
+                        mask = check_record(record)
+                    except InputError as err:
+                        if on_bad_sequence == "error":
+                            raise
+                        qc_rows.append({"patient_id": patient, "view": record.view, "file": err.path or "",
+                                        "reason": err.reason})
+                        continue
+                    row = _write_sequence(h5, record, mask, image_size)
+                    row["shard"] = shard
+                    rows.append(row)
+                    if truth_h5 is not None:
+                        _write_truth(truth_h5, clean, record, image_size, truth_masks)
+                    for path in record.files:
+                        path = Path(path)
+                        if path not in global_inputs and str(path) not in hashes:
+                            hashes[str(path)] = sha256_file(path)
+                if log is not None and (number % 50 == 0 or number == len(patients)):
+                    print(f"shard {shard}: {number}/{len(patients)} patients", file=log, flush=True)
+        if truth_h5 is not None:
+            truth_h5.close()
+        if clean is not None:
+            clean.close()
+        table = pd.DataFrame(rows, columns=SEQUENCE_COLUMNS)
+        table.to_csv(tmps[Path(out_sequences)], sep="\t", index=False)
+        pd.DataFrame(qc_rows, columns=QC_COLUMNS).to_csv(tmps[Path(out_qc)], sep="\t", index=False)
+        pd.DataFrame(sorted(hashes.items()), columns=["file", "sha256"]).to_csv(
+            tmps[Path(out_inputs)], sep="\t", index=False)
+        for path, tmp in tmps.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in tmps.values():
+            if tmp.exists():
+                tmp.unlink()
+    return table
+
+
+def _write_truth(truth_h5: h5py.File, clean: h5py.File, record: SequenceRecord, image_size: int, path) -> None:
+    key = f"{record.patient_id}/{record.view}"
+    if key not in clean:
+        raise InputError(path, f"no clean masks for {key}")
+    mask = clean[key]["mask"][()]
+    if record.cycle == "half":
+        # The observed record was cut ED..ES from the stored full cycle; cut the same frames.
+        offset = int(record.info.get("cycle_offset", 0))
+        mask = mask[offset:offset + np.asarray(record.mask).shape[0]]
+    if mask.shape != np.asarray(record.mask).shape:
+        raise InputError(path, f"clean masks of {key} have shape {mask.shape}, observed {np.asarray(record.mask).shape}")
+    group = truth_h5.require_group(record.patient_id).create_group(record.view)
+    _write_dataset(group, "mask_native", mask, 4)
+    _write_dataset(group, "mask", resize_masks_nearest(mask, (image_size, image_size)), 4)
+
+
+# --------------------------------------------------------------------------- step 3
+def package_versions() -> dict:
+    """Versions of Python and of the packages ingestion depends on."""
+    versions = {"python": platform.python_version()}
+    for name in ("echolatent", "numpy", "pandas", "h5py", "SimpleITK", "scipy", "snakemake"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def merge_cohort(plan: pd.DataFrame, sequence_tables, qc_tables, input_tables, *, out_dir, config: dict,
+                 global_inputs=(), truth_dir=None) -> None:
+    """Join per-shard tables into the cohort tables and provenance (see module docstring).
+
+    ``global_inputs`` are files read by every shard (a sheet, a store), hashed here once.
+    With ``truth_dir`` (a simulator store's ``truth/`` folder), its tables are copied into
+    ``out_dir/truth/``.
+    """
+    out_dir = Path(out_dir)
+    sequences = pd.concat([pd.read_csv(p, sep="\t") for p in sequence_tables], ignore_index=True)
+    sequences = sequences.sort_values(["patient_id", "view"], kind="stable").reset_index(drop=True)
+    qc = pd.concat([pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False) for p in qc_tables],
+                   ignore_index=True)
+    counts = sequences.groupby("patient_id").size()
+    patients = plan[plan["patient_id"].isin(counts.index)].copy()
+    patients["n_sequences"] = patients["patient_id"].map(counts).astype(int)
+    inputs = {}
+    for path in input_tables:
+        table = pd.read_csv(path, sep="\t", dtype=str)
+        inputs.update(zip(table["file"], table["sha256"]))
+    for path in global_inputs:
+        inputs[str(path)] = sha256_file(path)
+    provenance = {
+        "config": config,
+        "versions": package_versions(),
+        "n_patients": int(len(patients)),
+        "n_sequences": int(len(sequences)),
+        "n_skipped": int(len(qc)),
+        "inputs": dict(sorted(inputs.items())),
+    }
+    outputs = {
+        "patients.tsv": lambda p: patients.to_csv(p, sep="\t", index=False),
+        "sequences.tsv": lambda p: sequences.to_csv(p, sep="\t", index=False),
+        "qc.tsv": lambda p: qc.to_csv(p, sep="\t", index=False),
+        "provenance.json": lambda p: Path(p).write_text(json.dumps(provenance, indent=2, default=str) + "\n"),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, write in outputs.items():
+        tmp = _tmp(out_dir / name)
+        write(tmp)
+        os.replace(tmp, out_dir / name)
+    if truth_dir is not None:
+        (out_dir / "truth").mkdir(exist_ok=True)
+        for table in sorted(Path(truth_dir).glob("*.tsv")):
+            tmp = _tmp(out_dir / "truth" / table.name)
+            shutil.copyfile(table, tmp)
+            os.replace(tmp, out_dir / "truth" / table.name)
+
+
+def ingest_cohort(source, out_dir, *, image_size: int, n_shards: int = 1, seed: int = 0,
+                  fractions=None, split_source: str = "auto", covariates=None, on_bad_sequence: str = "error",
+                  truth_dir=None, config=None) -> pd.DataFrame:
+    """All three steps in one process (for the CLI, tests and small cohorts).
+
+    Returns the cohort's ``sequences.tsv`` table.
+    """
+    out_dir = Path(out_dir)
+    fractions = fractions or {"train": 0.7, "val": 0.15, "test": 0.15}
+    plan = plan_cohort(source, n_shards=n_shards, seed=seed, fractions=fractions, split_source=split_source,
+                       covariates=covariates)
+    parts = out_dir / "parts"
+    for shard in range(n_shards):
+        ingest_shard(source, plan, shard, image_size=image_size, out_h5=out_dir / f"shard-{shard}.h5",
+                     out_sequences=parts / f"sequences-{shard}.tsv", out_qc=parts / f"qc-{shard}.tsv",
+                     out_inputs=parts / f"inputs-{shard}.tsv", on_bad_sequence=on_bad_sequence,
+                     truth_masks=None if truth_dir is None else Path(truth_dir) / "clean_masks.h5",
+                     out_truth_h5=None if truth_dir is None else out_dir / "truth" / f"shard-{shard}.h5")
+    merge_cohort(plan, [parts / f"sequences-{k}.tsv" for k in range(n_shards)],
+                 [parts / f"qc-{k}.tsv" for k in range(n_shards)],
+                 [parts / f"inputs-{k}.tsv" for k in range(n_shards)],
+                 out_dir=out_dir, config=config or {}, global_inputs=source.input_files(), truth_dir=truth_dir)
+    shutil.rmtree(parts)
+    return pd.read_csv(out_dir / "sequences.tsv", sep="\t")

@@ -1,0 +1,84 @@
+# Helpers shared by every rule file: config validation, input functions, resources.
+
+from pathlib import Path
+
+from snakemake.utils import validate
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+COHORT = config["cohort"]
+SHARDS = list(range(int(COHORT["shards"])))
+SYNTHETIC = COHORT["source"] == "synthetic"
+
+
+wildcard_constraints:
+    shard=r"\d+",
+
+
+if SYNTHETIC:
+    # Fail at parse time, with the simulator's own message, on a nonsense synthetic config.
+    from echolatent.simulate import SimulationConfig
+
+    SimulationConfig.from_dict(COHORT["synthetic"])
+else:
+    if not COHORT.get("path"):
+        raise ValueError(f"config: cohort.path is required when cohort.source is {COHORT['source']!r}")
+    if COHORT["source"] == "sheet":
+        import pandas as pd
+
+        validate(
+            pd.read_csv(COHORT["path"], sep="\t", dtype=str, keep_default_na=False),
+            schema="../schemas/sheet.schema.yaml",
+        )
+
+
+def cohort_source_path():
+    """Where the cohort is read from: the simulator's store, or the user's folder/sheet."""
+    return "results/synthetic" if SYNTHETIC else COHORT["path"]
+
+
+def cohort_cycle():
+    return COHORT["cycle"]
+
+
+def split_fractions():
+    return {name: float(COHORT["split"][name]) for name in ("train", "val", "test")}
+
+
+def truth_shard_outputs():
+    return {"truth": "results/cohort/truth/shard-{shard}.h5"} if SYNTHETIC else {}
+
+
+def truth_table_outputs():
+    """The simulator's truth tables, copied next to the cohort (synthetic cohorts only)."""
+    if not SYNTHETIC:
+        return {}
+    return {
+        "truth_patients": "results/cohort/truth/patients.tsv",
+        "truth_frames": "results/cohort/truth/frames.tsv",
+    }
+
+
+def cohort_outputs():
+    """The files that make up results/cohort/ (the ingestion stage's contract)."""
+    files = [
+        "results/cohort/patients.tsv",
+        "results/cohort/sequences.tsv",
+        "results/cohort/qc.tsv",
+        "results/cohort/provenance.json",
+    ]
+    files += expand("results/cohort/shard-{shard}.h5", shard=SHARDS)
+    if SYNTHETIC:
+        files += expand("results/cohort/truth/shard-{shard}.h5", shard=SHARDS)
+        files += list(truth_table_outputs().values())
+    return files
+
+
+def mem_by_attempt(base_mb):
+    """Memory request that grows with each retry (cluster OOM kills are retried bigger)."""
+
+    def mem_mb(wildcards, attempt):
+        return base_mb * attempt
+
+    return mem_mb
