@@ -15,6 +15,12 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    shard=r"\d+",
+
+
 include: "workflow/rules/ingest.smk"
 
 

@@ -1,4 +1,4 @@
-# Helpers shared by every rule file: config validation, input functions, resources.
+# Helpers shared by all rules: config validation, input functions, resources.
 
 from pathlib import Path
 
@@ -10,10 +10,6 @@ validate(config, schema="../schemas/config.schema.yaml")
 COHORT = config["cohort"]
 SHARDS = list(range(int(COHORT["shards"])))
 SYNTHETIC = COHORT["source"] == "synthetic"
-
-
-wildcard_constraints:
-    shard=r"\d+",
 
 
 if SYNTHETIC:
