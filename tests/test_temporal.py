@@ -1,0 +1,119 @@
+"""Temporal metric and latent-trajectory smoothing against closed forms and the reference iteration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from echolatent.temporal import consistency_deviation, neighbour_average_matrix, smooth_trajectories, snake
+from echolatent.temporal.metric import derive_thresholds, temporal_consistency
+
+
+def gradient_descent_snake(s0, weight, *, n_neighbours=1, step=1e-2, momentum=0.9, max_iterations=200_000,
+                           eps=np.finfo(np.float32).eps):
+    """The reference scheme, written from its description: momentum descent on g = (s - s0) + w (s - avg(s))."""
+    s0 = np.asarray(s0, dtype=np.float64)
+    s, velocity = s0.copy(), np.zeros_like(s0)
+    k = np.arange(1, n_neighbours + 1)
+    kernel = (1.0 / k) / (2.0 * (1.0 / k).sum())
+    n = len(s0)
+    for _ in range(max_iterations):
+        padded = np.concatenate([np.full(n_neighbours, s[0]), s, np.full(n_neighbours, s[-1])])
+        average = sum(kernel[j] * (padded[n_neighbours - (j + 1): n_neighbours - (j + 1) + n]
+                                   + padded[n_neighbours + (j + 1): n_neighbours + (j + 1) + n])
+                      for j in range(n_neighbours))
+        gradient = (s - s0) + weight * (s - average)
+        velocity = momentum * velocity + (1 - momentum) * gradient
+        s = s - step * velocity
+        if np.linalg.norm(step * velocity) <= eps:
+            break
+    return s
+
+
+def test_deviation_is_distance_to_neighbour_interpolation():
+    curve = np.array([[0.0], [1.0], [4.0], [9.0], [10.0]])
+    d = consistency_deviation(curve, lo=[0.0], hi=[10.0])[:, 0]
+    np.testing.assert_allclose(d, [0, 0.1 - 0.2, 0.4 - 0.5, 0.9 - 0.7, 0])
+    linear = np.linspace(3, 7, 9)[:, None]
+    assert np.abs(consistency_deviation(linear, [0], [1])).max() < 1e-12
+
+
+def test_single_frame_spike_is_flagged_and_nothing_else():
+    t = np.linspace(0, 1, 20)
+    curves = np.stack([np.sin(np.pi * t), np.cos(np.pi * t)], axis=1)
+    spiked = curves.copy()
+    spiked[7, 0] += 0.1
+    result = temporal_consistency(np.stack([curves, spiked]), lo=[-1, -1], hi=[1, 1], thresholds=[0.02, 0.02])
+    assert result["sequence_inconsistent"].tolist() == [False, True]
+    # The spike (0.05 normalised) deviates 0.05 - curvature; its neighbours only about -0.025 + 0.006.
+    assert np.flatnonzero(result["frame_inconsistent"][1]).tolist() == [7]
+    assert result["attribute_ratio"][1].tolist() == [3 / 20, 0.0]
+
+
+def test_derived_thresholds_make_references_consistent():
+    rng = np.random.default_rng(1)
+    refs = [np.cumsum(rng.normal(size=(rng.integers(10, 30), 3)), axis=0) for _ in range(5)]
+    tau = derive_thresholds(refs, lo=[-20] * 3, hi=[20] * 3)
+    for ref in refs:
+        assert not temporal_consistency(ref, [-20] * 3, [20] * 3, tau)["sequence_inconsistent"]
+
+
+@pytest.mark.parametrize("n_neighbours", [1, 2, 3])
+def test_neighbour_average_rows_sum_to_one(n_neighbours):
+    matrix = neighbour_average_matrix(12, n_neighbours)
+    np.testing.assert_allclose(matrix.sum(axis=1), 1.0)
+    assert np.all(np.diag(matrix)[n_neighbours:-n_neighbours] == 0)
+
+
+@pytest.mark.parametrize("weight,n_neighbours", [(50.0, 1), (4.0, 1), (20.0, 2)])
+def test_exact_snake_matches_gradient_descent(weight, n_neighbours):
+    rng = np.random.default_rng(0)
+    s0 = np.cumsum(rng.normal(size=30))
+    reference = gradient_descent_snake(s0, weight, n_neighbours=n_neighbours)
+    np.testing.assert_allclose(snake(s0, weight, n_neighbours=n_neighbours), reference, atol=1e-4)
+
+
+def test_snake_is_the_whittaker_minimiser():
+    rng = np.random.default_rng(2)
+    s0, w = rng.normal(size=15), 7.0
+    s = snake(s0, w)
+
+    def objective(x):
+        return 0.5 * np.sum((x - s0) ** 2) + (w / 4) * np.sum(np.diff(x) ** 2)
+
+    for _ in range(20):
+        assert objective(s) <= objective(s + 1e-3 * rng.normal(size=15))
+
+
+def test_smooth_trajectories_constrained_dims_meet_thresholds_with_smallest_weight():
+    rng = np.random.default_rng(3)
+    t = np.linspace(0, 2 * np.pi, 40)
+    clean = np.stack([np.sin(t + p) for p in rng.uniform(0, 6, 16)], axis=1)
+    z = np.stack([clean + 0.05 * rng.normal(size=clean.shape) for _ in range(8)])
+    z[:, 13, :7] += 0.4  # a single-frame spike on every constrained dim
+    tau, lo, hi = np.full(7, 0.02), np.full(7, -1.5), np.full(7, 1.5)
+    smoothed, weights = smooth_trajectories(z, constrained_dims=range(7), thresholds=tau, lo=lo, hi=hi,
+                                            return_weights=True)
+    assert smoothed.shape == z.shape
+    before = temporal_consistency(z[..., :7], lo, hi, tau)["sequence_inconsistent"]
+    after = temporal_consistency(smoothed[..., :7], lo, hi, tau)["sequence_inconsistent"]
+    assert before.all() and not after.any()
+    assert np.all(weights[:, 7:] == 50.0)
+    # Smallest feasible weight, to the bisection's resolution of 128 / 2**5 = 4.
+    for n in range(8):
+        for k in range(7):
+            w = weights[n, k]
+            assert w in np.arange(4, 129, 4)
+            less = snake(z[n, :, k], w - 4)[:, None]
+            assert temporal_consistency(less, lo[k:k + 1], hi[k:k + 1], tau[k:k + 1])["sequence_inconsistent"]
+    # Unconstrained dims get the plain snake with w = 50, batched or not.
+    np.testing.assert_allclose(smoothed[2, :, 9], snake(z[2, :, 9], 50.0))
+    np.testing.assert_allclose(smooth_trajectories(z[2], constrained_dims=range(7), thresholds=tau, lo=lo, hi=hi),
+                               smoothed[2])
+
+
+def test_smooth_trajectories_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="constrained dimensions need"):
+        smooth_trajectories(np.zeros((5, 4)), constrained_dims=[0])
+    with pytest.raises(ValueError, match="outside the 4 latent"):
+        smooth_trajectories(np.zeros((5, 4)), constrained_dims=[4], thresholds=[1], lo=[0], hi=[1])
