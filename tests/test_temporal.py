@@ -47,7 +47,7 @@ def test_single_frame_spike_is_flagged_and_nothing_else():
     assert result["sequence_inconsistent"].tolist() == [False, True]
     # The spike (0.05 normalised) deviates 0.05 - curvature; its neighbours only about -0.025 + 0.006.
     assert np.flatnonzero(result["frame_inconsistent"][1]).tolist() == [7]
-    assert result["attribute_ratio"][1].tolist() == [3 / 20, 0.0]
+    assert result["attribute_ratio"][1].tolist() == [1 / 20, 0.0]
 
 
 def test_derived_thresholds_make_references_consistent():
