@@ -1,0 +1,78 @@
+"""The workflow itself: real Snakemake runs (dry run, lint, and small end-to-end runs)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pandas as pd
+import pytest
+import yaml
+
+from test_ingest import sheet_cohort, write_sheet
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def snakemake(*args, cwd=REPO, check=True):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args],
+                            cwd=cwd, capture_output=True, text=True, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def write_config(path: Path, cohort: dict, **sections) -> Path:
+    path.write_text(yaml.safe_dump({"cohort": cohort, **sections}))
+    return path
+
+
+def test_default_config_dry_run_and_lint_are_clean(tmp_path):
+    dry = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(REPO / "config/config.yaml"))
+    assert "simulate_cohort" in dry.stdout and "ingest_shard" in dry.stdout
+    lint = snakemake("--lint", "--directory", str(tmp_path), "--configfile", str(REPO / "config/config.yaml"))
+    assert "Congratulations" in lint.stdout + lint.stderr
+
+
+def test_bad_config_is_refused_at_parse_time(tmp_path):
+    config = write_config(tmp_path / "bad.yaml", {"source": "camus", "shards": 0})
+    result = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(config), check=False)
+    assert result.returncode != 0 and "shards" in result.stdout + result.stderr
+
+
+def test_sheet_cohort_end_to_end_with_skip(tmp_path):
+    rows = sheet_cohort(tmp_path, n=5)
+    (tmp_path / rows[3]["mask"]).write_bytes(b"broken")
+    sheet = write_sheet(tmp_path, rows)
+    config = write_config(tmp_path / "cfg.yaml", {"source": "sheet", "path": str(sheet), "image_size": 24,
+                                                  "shards": 2}, qc={"on_bad_sequence": "skip"})
+    snakemake("--cores", "2", "--directory", str(tmp_path), "--configfile", str(config))
+    cohort = tmp_path / "results/cohort"
+    sequences = pd.read_csv(cohort / "sequences.tsv", sep="\t")
+    assert len(sequences) == 9
+    qc = pd.read_csv(cohort / "qc.tsv", sep="\t")
+    assert qc[["patient_id", "view"]].values.tolist() == [["P01", "4CH"]]
+    for shard in (0, 1):
+        with h5py.File(cohort / f"shard-{shard}.h5", "r") as h5:
+            assert h5.attrs["image_size"] == 24
+            assert all(h5[f"{p}/{v}/mask"].shape[1:] == (24, 24)
+                       for p, v in sequences.loc[sequences["shard"] == shard, ["patient_id", "view"]].values)
+    assert not (cohort / "parts").exists() or not any((cohort / "parts").iterdir())
+    again = snakemake("--cores", "2", "--directory", str(tmp_path), "--configfile", str(config))
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_sheet_cohort_error_mode_names_the_file_and_leaves_no_shard(tmp_path):
+    rows = sheet_cohort(tmp_path, n=3)
+    (tmp_path / rows[2]["mask"]).write_bytes(b"broken")
+    config = write_config(tmp_path / "cfg.yaml", {"source": "sheet", "path": str(write_sheet(tmp_path, rows)),
+                                                  "image_size": 24, "shards": 1})
+    result = snakemake("--cores", "1", "--directory", str(tmp_path), "--configfile", str(config), check=False)
+    assert result.returncode != 0
+    log = (tmp_path / "logs/ingest_shard/0.log").read_text()
+    assert "p1_2CH_gt.nii.gz: unreadable or truncated image" in log
+    assert not (tmp_path / "results/cohort/shard-0.h5").exists()
