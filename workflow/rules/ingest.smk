@@ -8,7 +8,7 @@ rule simulate_cohort:
     log:
         "logs/simulate_cohort.log",
     benchmark:
-        "benchmarks/simulate_cohort.tsv"
+        "logs/benchmarks/simulate_cohort.tsv"
     params:
         synthetic=COHORT["synthetic"],
     threads: 1
@@ -61,7 +61,7 @@ rule ingest_shard:
     log:
         "logs/ingest_shard/{shard}.log",
     benchmark:
-        "benchmarks/ingest_shard/{shard}.tsv"
+        "logs/benchmarks/ingest_shard/{shard}.tsv"
     params:
         source=COHORT["source"],
         cycle=cohort_cycle(),
