@@ -36,8 +36,9 @@ def child(store: Path, out: Path, image_size: int, shards: int) -> None:
 def simulate(store: Path, n_patients: int, frames: int, native: int) -> None:
     from echolatent.simulate import SimulationConfig, write_cohort
 
-    config = SimulationConfig.from_dict({"n_patients": n_patients, "seed": 7, "n_frames": frames,
-                                         "rows": native, "cols": native})
+    config = SimulationConfig.from_dict({"n_patients": n_patients, "seed": 7, "frames": frames,
+                                         "image": {"rows": native, "cols": native,
+                                                   "spacing": [192.0 / native] * 2}})
     write_cohort(config, store, fmt="store")
 
 

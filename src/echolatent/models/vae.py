@@ -50,9 +50,9 @@ class VAEConfig:
     n_classes: int = 4
     input_size: int = 64
     blocks: int = 3
-    init_channels: int = 32
+    init_channels: int = 16
     latent_dim: int = 16
-    bottleneck_channels: int = 32
+    bottleneck_channels: int = 16
     phase_head: bool = False
 
     def __post_init__(self) -> None:
