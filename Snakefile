@@ -19,12 +19,15 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     shard=r"\d+",
+    source=r"[a-z]+",
 
 
 include: "workflow/rules/ingest.smk"
+include: "workflow/rules/anatomy.smk"
 
 
 rule all:
     input:
         cohort_outputs(),
+        anatomy_outputs(),
     default_target: True

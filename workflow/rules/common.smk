@@ -71,6 +71,30 @@ def cohort_outputs():
     return files
 
 
+def mask_sources():
+    """Mask sources measured by the anatomy stage (truth only for synthetic cohorts)."""
+    return ["input", "truth"] if SYNTHETIC else ["input"]
+
+
+def mask_source_inputs(wildcards):
+    """The shard holding a mask source's masks (and the cohort shard for its attributes)."""
+    cohort_shard = f"results/cohort/shard-{wildcards.shard}.h5"
+    if wildcards.source == "input":
+        return {"masks": cohort_shard}
+    if wildcards.source == "truth":
+        return {"masks": f"results/cohort/truth/shard-{wildcards.shard}.h5", "cohort_shard": cohort_shard}
+    raise ValueError(f"unknown mask source {wildcards.source!r}")
+
+
+def anatomy_outputs():
+    return expand(
+        "results/{table}/{source}/shard-{shard}.parquet",
+        table=["anatomy", "attributes"],
+        source=mask_sources(),
+        shard=SHARDS,
+    )
+
+
 def mem_by_attempt(base_mb):
     """Memory request that grows with each retry (cluster OOM kills are retried bigger)."""
 

@@ -1,0 +1,116 @@
+"""Per-frame and per-patient shape tables of cohort shards (stage "anatomical evaluation").
+
+Glue between the cohort shards (:mod:`echolatent.io.shards`) and the measures
+(:mod:`echolatent.anatomy`, :mod:`echolatent.attributes`, :mod:`echolatent.clinical`):
+one call per shard, so the workflow runs one job per shard.
+
+Mask sources
+------------
+``input``
+    The ingested masks (``results/cohort/shard-{k}.h5``).
+``truth``
+    The simulator's clean masks (``results/cohort/truth/shard-{k}.h5``, synthetic cohorts).
+Later stages add reconstructions, temporally corrected and anatomically corrected masks,
+stored in shards of the same layout.
+
+Tables are measured on the native grid (``mask_native``) by default: the 12 criteria's
+thresholds were tuned on native CAMUS masks, and clinical volumes need the true spacing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from echolatent.anatomy import anatomical_metrics
+from echolatent.io.shards import iter_shard
+
+ID_COLUMNS = ["patient_id", "view", "frame", "frame_pos"]
+
+
+def _ids(sequence, n_frames: int) -> pd.DataFrame:
+    frame_pos = sequence.arrays.get("frame_pos")
+    return pd.DataFrame({
+        "patient_id": sequence.patient_id,
+        "view": sequence.view,
+        "frame": np.arange(n_frames),
+        "frame_pos": np.full(n_frames, np.nan) if frame_pos is None else frame_pos,
+    })
+
+
+def shard_anatomy_tables(shard, *, dataset: str = "mask_native", attrs_from=None,
+                         batch_frames: int = 2048) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The 12 criteria and the shape attributes of every frame of a shard.
+
+    Frames of consecutive sequences with the same grid are measured together in batches
+    of about ``batch_frames`` (the measures are vectorised across masks), so memory stays
+    bounded whatever the shard size.
+
+    Parameters
+    ----------
+    shard : path
+        A cohort shard, or a shard of the same layout holding other masks.
+    dataset : str
+        ``mask_native`` (native grid) or ``mask`` (model grid).
+    attrs_from : path, optional
+        Shard whose group attributes (spacing, frame positions) apply, for shards that
+        carry masks only (truth shards).
+    batch_frames : int
+        Frames measured per call.
+
+    Returns
+    -------
+    criteria, attributes : DataFrame
+        One row per frame, keyed by ``patient_id, view, frame, frame_pos``.
+    """
+    from echolatent.attributes import shape_attributes
+
+    criteria, attributes = [], []
+    batch_ids, batch_masks, batch_spacing = [], [], []
+
+    def flush():
+        if not batch_masks:
+            return
+        masks, spacing = np.concatenate(batch_masks), np.concatenate(batch_spacing)
+        ids = pd.concat(batch_ids, ignore_index=True)
+        criteria.append(pd.concat([ids, anatomical_metrics(masks, spacing)], axis=1))
+        attributes.append(pd.concat([ids, shape_attributes(masks, spacing)], axis=1))
+        batch_ids.clear(), batch_masks.clear(), batch_spacing.clear()
+
+    positions = {}
+    if attrs_from is not None:
+        positions = {(s.patient_id, s.view): s.arrays["frame_pos"] for s in iter_shard(attrs_from, ("frame_pos",))}
+    needed = (dataset,) if attrs_from is not None else (dataset, "frame_pos")
+    for sequence in iter_shard(shard, needed, attrs_from=attrs_from):
+        if attrs_from is not None:
+            sequence.arrays["frame_pos"] = positions[(sequence.patient_id, sequence.view)]
+        masks = sequence.arrays[dataset]
+        if batch_masks and (masks.shape[1:] != batch_masks[0].shape[1:]
+                            or sum(len(m) for m in batch_masks) + len(masks) > batch_frames):
+            flush()
+        batch_masks.append(masks)
+        batch_spacing.append(np.tile(sequence.spacing(dataset), (len(masks), 1)))
+        batch_ids.append(_ids(sequence, len(masks)))
+    flush()
+    if not criteria:
+        raise ValueError(f"{shard}: the shard holds no sequences")
+    return pd.concat(criteria, ignore_index=True), pd.concat(attributes, ignore_index=True)
+
+
+def write_table(table: pd.DataFrame, path) -> None:
+    """Write a table (``.parquet`` or ``.tsv``) under a temporary name, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        if path.suffix == ".parquet":
+            table.to_parquet(tmp, index=False)
+        else:
+            table.to_csv(tmp, sep="\t", index=False)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,263 @@
+"""Training loop: outputs, safe checkpoints, config checks, interruption and bit-identical resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from echolatent.models import (CheckpointMismatchError, TrainConfig, VAEConfig, load_checkpoint,
+                               load_model, train_vae)
+
+S = 32
+
+
+def ellipse_masks(n: int, seed: int):
+    """Random apical-like label maps at 32x32: LV ellipse, MYO band, LA below.
+
+    Returns masks (n, 32, 32) uint8, attributes (n, 2) = (LV area, MYO area), phase (n,).
+    """
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:S, 0:S] + 0.5
+    masks = np.zeros((n, S, S), np.uint8)
+    for i in range(n):
+        cy, cx = rng.uniform(12, 15), rng.uniform(14, 18)
+        ry, rx, h = rng.uniform(6, 9), rng.uniform(3.5, 5.5), rng.uniform(1.5, 3)
+        base = cy + 0.6 * ry
+        lv = (((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 <= 1) & (rows <= base)
+        epi = (((rows - cy) / (ry + h)) ** 2 + ((cols - cx) / (rx + h)) ** 2 <= 1) & (rows <= base)
+        la = (((rows - base - 4) / 4) ** 2 + ((cols - cx) / (rx + 1)) ** 2 <= 1) & (rows > base)
+        masks[i][la] = 3
+        masks[i][epi] = 2
+        masks[i][lv] = 1
+    attrs = np.stack([(masks == 1).sum((1, 2)), (masks == 2).sum((1, 2))], 1).astype(np.float32)
+    phase = rng.uniform(0, 1, n).astype(np.float32)
+    return masks, attrs, phase
+
+
+TINY = dict(
+    model=dict(input_size=S, blocks=2, init_channels=4, bottleneck_channels=4, latent_dim=4),
+    loss=dict(kind="ar-vae"),
+    epochs=4, batch_size=8, lr=2e-3, seed=3, device="cpu",
+)
+
+
+@pytest.fixture(scope="module")
+def data():
+    tr = ellipse_masks(40, 0)
+    va = ellipse_masks(16, 1)
+    return tr, va
+
+
+def test_train_config_from_dict():
+    cfg = TrainConfig.from_dict(TINY)
+    assert cfg.model.input_size == S and cfg.loss.kind == "ar-vae"
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['learning_rate'\]"):
+        TrainConfig.from_dict({**TINY, "learning_rate": 1e-3})
+    with pytest.raises(ValueError, match="model config: unknown key"):
+        TrainConfig.from_dict({**TINY, "model": {"latent": 3}})
+    with pytest.raises(ValueError, match="loss config: unknown key"):
+        TrainConfig.from_dict({**TINY, "loss": {"kind": "vae", "gama": 1}})
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig.from_dict({**TINY, "lr_schedule": "step"})
+    # the cVAE kind switches the phase head on, and the saved config says so
+    cvae = TrainConfig.from_dict({**TINY, "loss": {"kind": "cvae"}})
+    assert cvae.model.phase_head is True
+
+
+def test_outputs_safe_checkpoints_and_mismatch(tmp_path, data):
+    (tm, ta, tp), (vm, va, vp) = data
+    out = tmp_path / "run"
+    lines: list[str] = []
+    cfg = {**TINY, "epochs": 2}
+    summary = train_vae(tm, ta, tp, vm, va, vp, cfg, out, log=lines.append)
+    for name in ("checkpoint.pt", "last.pt", "history.tsv", "latent_bounds.tsv", "config.json",
+                 "summary.json"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob("*.tmp"))
+    assert any("falling back" in l or l.startswith("device: cpu") for l in lines)
+    assert sum(l.startswith("epoch ") for l in lines) == 2
+
+    history = (out / "history.tsv").read_text().splitlines()
+    header = history[0].split("\t")
+    for col in ("epoch", "train_total", "train_rec", "train_ce", "train_dice_loss", "train_kl",
+                "train_attr", "val_total", "val_kl", "val_attr", "val_dice_lv", "val_dice_myo",
+                "val_dice_la", "lr", "seconds"):
+        assert col in header
+    assert len(history) == 3
+
+    bounds = (out / "latent_bounds.tsv").read_text().splitlines()
+    assert bounds[0].split("\t") == ["dim", "attribute", "z_min", "z_max", "mu_p01", "mu_p99"]
+    assert len(bounds) == 1 + 4
+    rows = [r.split("\t") for r in bounds[1:]]
+    assert [r[1] for r in rows] == ["attr_0", "attr_1", "", ""]
+    for r in rows:
+        zmin, zmax, p01, p99 = map(float, r[2:])
+        assert zmin <= zmax and p01 <= p99
+
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved == json.loads(json.dumps(summary))
+    assert set(saved["val_dice"]) == {"lv", "myo", "la"}
+    assert set(saved["spearman"]) == {"attr_0", "attr_1"}
+    assert json.loads((out / "config.json").read_text()) == TrainConfig.from_dict(cfg).to_dict()
+
+    # safe loading: plain torch.load with weights_only=True works on both checkpoints
+    for name in ("checkpoint.pt", "last.pt"):
+        raw = torch.load(out / name, weights_only=True)
+        assert raw["config"]["model"]["latent_dim"] == 4 and isinstance(raw["config"], dict)
+        assert "optimizer" in raw and "rng" in raw
+    ckpt = load_checkpoint(out / "checkpoint.pt", expected_config=cfg)
+    assert ckpt["epoch"] in (1, 2)
+    model = load_model(out / "checkpoint.pt", VAEConfig(**TINY["model"]))
+    assert not model.training and model.config.latent_dim == 4
+
+    # mismatching architecture or loss -> clear error naming the keys
+    with pytest.raises(CheckpointMismatchError, match="model.latent_dim"):
+        load_checkpoint(out / "checkpoint.pt",
+                        expected_config={**cfg, "model": {**TINY["model"], "latent_dim": 8}})
+    with pytest.raises(CheckpointMismatchError, match="model.init_channels"):
+        load_model(out / "checkpoint.pt", {**TINY["model"], "init_channels": 8})
+    with pytest.raises(CheckpointMismatchError, match="loss.gamma"):
+        load_checkpoint(out / "checkpoint.pt", {**cfg, "loss": {"kind": "ar-vae", "gamma": 1.0}})
+    # the runtime keys (device, threads) may differ
+    load_checkpoint(out / "checkpoint.pt", {**cfg, "device": "auto", "num_threads": 1})
+    # the same output directory cannot be reused with another configuration
+    with pytest.raises(CheckpointMismatchError, match="loss.beta"):
+        train_vae(tm, ta, tp, vm, va, vp, {**cfg, "loss": {"kind": "ar-vae", "beta": 1.0}}, out,
+                  log=lines.append)
+
+    # nor resumed on other data
+    with pytest.raises(CheckpointMismatchError, match="other data"):
+        train_vae(tm[::-1].copy(), ta, tp, vm, va, vp, cfg, out, log=lines.append)
+
+    # a completed run is not retrained; outputs are regenerated identically
+    before = torch.load(out / "last.pt", weights_only=True)["model"]
+    again = train_vae(tm, ta, tp, vm, va, vp, cfg, out, log=lines.append)
+    after = torch.load(out / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert again["val_dice"] == summary["val_dice"]
+
+
+def test_unsafe_or_foreign_checkpoint_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("unsafe",))
+
+    bad = tmp_path / "bad.pt"
+    with open(bad, "wb") as f:
+        pickle.dump({"x": Evil()}, f, protocol=2)
+    with pytest.raises(CheckpointMismatchError, match="weights_only"):
+        load_checkpoint(bad)
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, other)
+    with pytest.raises(CheckpointMismatchError, match="not an EchoLatent"):
+        load_checkpoint(other)
+
+
+def test_cvae_and_vae_kinds_are_config_changes(tmp_path, data):
+    (tm, ta, tp), (vm, va, vp) = data
+    s = train_vae(tm, None, tp, vm, None, vp, {**TINY, "epochs": 1, "loss": {"kind": "cvae"}},
+                  tmp_path / "cvae", log=lambda _: None)
+    assert "val_phase_mse" in s and "spearman" not in s
+    assert load_model(tmp_path / "cvae" / "checkpoint.pt").phase_head is not None
+    s = train_vae(tm, None, None, vm, None, None, {**TINY, "epochs": 1, "loss": {"kind": "vae"}},
+                  tmp_path / "vae", log=lambda _: None)
+    assert s["kind"] == "vae"
+    with pytest.raises(ValueError, match="ar-vae"):
+        train_vae(tm, None, None, vm, None, None, {**TINY, "epochs": 1}, tmp_path / "x",
+                  log=lambda _: None)
+    with pytest.raises(ValueError, match=r"\(N, 32, 32\)"):
+        train_vae(tm[:, :16, :16], ta, tp, vm, va, vp, TINY, tmp_path / "y", log=lambda _: None)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_request_without_cuda_is_an_error(tmp_path, data):
+    (tm, ta, tp), (vm, va, vp) = data
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        train_vae(tm, ta, tp, vm, va, vp, {**TINY, "device": "cuda"}, tmp_path / "c",
+                  log=lambda _: None)
+
+
+RUNNER = textwrap.dedent("""
+    import json, os, signal, sys
+    import numpy as np
+    from echolatent.models import TrainingInterrupted, train_vae
+
+    data, out, kill_at, cfg = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+    d = np.load(data)
+
+    def on_step(epoch, step):
+        if kill_at is not None and [epoch, step] == kill_at:
+            os.kill(os.getpid(), signal.SIGTERM)   # a real signal, through the real handler
+
+    try:
+        train_vae(d["tm"], d["ta"], d["tp"], d["vm"], d["va"], d["vp"], cfg, out,
+                  log=sys.stdout, on_step=on_step)
+    except TrainingInterrupted as exc:
+        print(exc, flush=True)
+        sys.exit(exc.exit_code)
+""")
+
+
+def test_interrupt_and_resume_is_bit_identical(tmp_path, data):
+    (tm, ta, tp), (vm, va, vp) = data
+    npz = tmp_path / "data.npz"
+    np.savez(npz, tm=tm, ta=ta, tp=tp, vm=vm, va=va, vp=vp)
+    script = tmp_path / "runner.py"
+    script.write_text(RUNNER)
+    cfg = json.dumps({**TINY, "num_threads": 1})
+
+    def run(out, kill_at=None):
+        return subprocess.run([sys.executable, str(script), str(npz), str(out),
+                               json.dumps(kill_at), cfg], capture_output=True, text=True,
+                              timeout=120)
+
+    ref = run(tmp_path / "ref")
+    assert ref.returncode == 0, ref.stderr
+
+    out = tmp_path / "resumed"
+    first = run(out, [1, 2])           # SIGTERM in the middle of the first epoch
+    assert first.returncode == 143, first.stdout + first.stderr
+    assert "SIGTERM" in first.stdout
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 0
+    second = run(out, [3, 1])          # resumed, then SIGTERM again in the middle of epoch 3
+    assert second.returncode == 143, second.stdout + second.stderr
+    assert "resuming" in second.stdout
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
+    third = run(out)                   # resumed to the end
+    assert third.returncode == 0, third.stderr
+    assert "resuming" in third.stdout and "end of epoch 2" in third.stdout
+    assert [l.split()[1] for l in third.stdout.splitlines() if l.startswith("epoch ")] == \
+        ["3/4", "4/4"]
+
+    for name in ("last.pt", "checkpoint.pt"):
+        a = torch.load(tmp_path / "ref" / name, weights_only=True)
+        b = torch.load(out / name, weights_only=True)
+        assert a["epoch"] == b["epoch"]
+        assert a["model"].keys() == b["model"].keys()
+        for key in a["model"]:
+            assert torch.equal(a["model"][key], b["model"][key]), f"{name}: {key} differs"
+        for pid, st in a["optimizer"]["state"].items():
+            for k, v in st.items():
+                assert torch.equal(v, b["optimizer"]["state"][pid][k])
+        assert torch.equal(a["latent_min"], b["latent_min"])
+        assert torch.equal(a["latent_max"], b["latent_max"])
+        assert len(a["history"]) == len(b["history"])
+        for ha, hb in zip(a["history"], b["history"]):
+            keys = [k for k in ha if k != "seconds"]
+            assert keys == [k for k in hb if k != "seconds"]
+            assert np.array_equal([ha[k] for k in keys], [hb[k] for k in keys], equal_nan=True)
+    assert (tmp_path / "ref" / "latent_bounds.tsv").read_text() == \
+        (out / "latent_bounds.tsv").read_text()
+    ref_summary = json.loads((tmp_path / "ref" / "summary.json").read_text())
+    res_summary = json.loads((out / "summary.json").read_text())
+    assert ref_summary["val_dice"] == res_summary["val_dice"]
+    assert all(math.isfinite(v) for v in res_summary["val_dice"].values())
