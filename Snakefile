@@ -20,14 +20,17 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     shard=r"\d+",
     source=r"[a-z]+",
+    model=r"[A-Za-z0-9_.-]+",
 
 
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/anatomy.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:
     input:
         cohort_outputs(),
         anatomy_outputs(),
+        model_outputs(),
     default_target: True

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         label = f"{platform.machine()} CPU, {args.threads} torch threads"
     channels_last = not args.no_channels_last
     print(f"# torch {torch.__version__}, Python {platform.python_version()}, {label}; "
-          f"amp={amp} channels_last={channels_last}")
+          f"amp={amp} channels_last={channels_last}; load average {os.getloadavg()[0]:.2f}")
     print("| config | input | blocks/ch/latent | params | batch | frames/s | ms/step |")
     print("|---|---|---|---|---|---|---|")
     results = []
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {r['input_size']}x{r['input_size']} | {r['blocks']}/"
               f"{r['init_channels']}/{r['latent_dim']} | {r['params']:,} | {r['batch']} | "
               f"{r['frames_per_s']:.1f} | {r['ms_per_step']:.0f} |", flush=True)
+    print(f"# load average at the end: {os.getloadavg()[0]:.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"torch": torch.__version__, "python": platform.python_version(),

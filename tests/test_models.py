@@ -10,6 +10,15 @@ from echolatent.models import (REFERENCE_VAE, MaskVAE, VAEConfig, dice_per_class
                                resolve_device)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: tiny tensors run faster, and far faster on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("cfg", [
     dict(n_classes=4, input_size=32, blocks=2, init_channels=4, latent_dim=3, bottleneck_channels=4),
     dict(n_classes=3, input_size=64, blocks=3, init_channels=8, latent_dim=16,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
+import signal
 import subprocess
 import sys
 import textwrap
@@ -13,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from echolatent.models import (CheckpointMismatchError, TrainConfig, VAEConfig, load_checkpoint,
-                               load_model, train_vae)
+from echolatent.models import (CheckpointMismatchError, TrainConfig, TrainingInterrupted, VAEConfig,
+                               load_checkpoint, load_model, train_vae)
 
 S = 32
 
@@ -45,7 +47,7 @@ def ellipse_masks(n: int, seed: int):
 TINY = dict(
     model=dict(input_size=S, blocks=2, init_channels=4, bottleneck_channels=4, latent_dim=4),
     loss=dict(kind="ar-vae"),
-    epochs=4, batch_size=8, lr=2e-3, seed=3, device="cpu",
+    epochs=4, batch_size=8, lr=2e-3, seed=3, device="cpu", num_threads=1,
 )
 
 
@@ -78,7 +80,9 @@ def test_outputs_safe_checkpoints_and_mismatch(tmp_path, data):
     out = tmp_path / "run"
     lines: list[str] = []
     cfg = {**TINY, "epochs": 2}
+    threads = torch.get_num_threads()
     summary = train_vae(tm, ta, tp, vm, va, vp, cfg, out, log=lines.append)
+    assert torch.get_num_threads() == threads  # restored after the call
     for name in ("checkpoint.pt", "last.pt", "history.tsv", "latent_bounds.tsv", "config.json",
                  "summary.json"):
         assert (out / name).is_file(), name
@@ -128,7 +132,7 @@ def test_outputs_safe_checkpoints_and_mismatch(tmp_path, data):
     with pytest.raises(CheckpointMismatchError, match="loss.gamma"):
         load_checkpoint(out / "checkpoint.pt", {**cfg, "loss": {"kind": "ar-vae", "gamma": 1.0}})
     # the runtime keys (device, threads) may differ
-    load_checkpoint(out / "checkpoint.pt", {**cfg, "device": "auto", "num_threads": 1})
+    load_checkpoint(out / "checkpoint.pt", {**cfg, "device": "auto", "num_threads": 2})
     # the same output directory cannot be reused with another configuration
     with pytest.raises(CheckpointMismatchError, match="loss.beta"):
         train_vae(tm, ta, tp, vm, va, vp, {**cfg, "loss": {"kind": "ar-vae", "beta": 1.0}}, out,
@@ -213,30 +217,30 @@ def test_interrupt_and_resume_is_bit_identical(tmp_path, data):
     np.savez(npz, tm=tm, ta=ta, tp=tp, vm=vm, va=va, vp=vp)
     script = tmp_path / "runner.py"
     script.write_text(RUNNER)
-    cfg = json.dumps({**TINY, "num_threads": 1})
+    cfg = json.dumps(TINY)
 
-    def run(out, kill_at=None):
-        return subprocess.run([sys.executable, str(script), str(npz), str(out),
-                               json.dumps(kill_at), cfg], capture_output=True, text=True,
-                              timeout=120)
+    def start(out, kill_at=None):
+        return subprocess.Popen([sys.executable, str(script), str(npz), str(out),
+                                 json.dumps(kill_at), cfg], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
 
-    ref = run(tmp_path / "ref")
-    assert ref.returncode == 0, ref.stderr
-
+    # the uninterrupted reference and the first interrupted run go side by side (1 thread each)
+    ref_proc = start(tmp_path / "ref")
     out = tmp_path / "resumed"
-    first = run(out, [1, 2])           # SIGTERM in the middle of the first epoch
-    assert first.returncode == 143, first.stdout + first.stderr
-    assert "SIGTERM" in first.stdout
-    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 0
-    second = run(out, [3, 1])          # resumed, then SIGTERM again in the middle of epoch 3
-    assert second.returncode == 143, second.stdout + second.stderr
-    assert "resuming" in second.stdout
-    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
-    third = run(out)                   # resumed to the end
-    assert third.returncode == 0, third.stderr
-    assert "resuming" in third.stdout and "end of epoch 2" in third.stdout
-    assert [l.split()[1] for l in third.stdout.splitlines() if l.startswith("epoch ")] == \
-        ["3/4", "4/4"]
+    first_proc = start(out, [2, 1])    # SIGTERM in the middle of epoch 2
+    first_out, first_err = first_proc.communicate(timeout=120)
+    ref_out, ref_err = ref_proc.communicate(timeout=120)
+    assert ref_proc.returncode == 0, ref_err
+    assert first_proc.returncode == 143, first_out + first_err
+    assert "SIGTERM" in first_out and "discarding the partial epoch" in first_out
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 1
+
+    second_proc = start(out)           # resumed to the end
+    second_out, second_err = second_proc.communicate(timeout=120)
+    assert second_proc.returncode == 0, second_err
+    assert "resuming" in second_out and "end of epoch 1" in second_out
+    assert [l.split()[1] for l in second_out.splitlines() if l.startswith("epoch ")] == \
+        ["2/4", "3/4", "4/4"]
 
     for name in ("last.pt", "checkpoint.pt"):
         a = torch.load(tmp_path / "ref" / name, weights_only=True)
@@ -261,3 +265,25 @@ def test_interrupt_and_resume_is_bit_identical(tmp_path, data):
     res_summary = json.loads((out / "summary.json").read_text())
     assert ref_summary["val_dice"] == res_summary["val_dice"]
     assert all(math.isfinite(v) for v in res_summary["val_dice"].values())
+
+
+def test_interrupt_in_first_epoch_in_process(tmp_path, data):
+    (tm, ta, tp), (vm, va, vp) = data
+    out = tmp_path / "run"
+
+    def kill(epoch, step):
+        if (epoch, step) == (1, 2):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted) as info:
+        train_vae(tm, ta, tp, vm, va, vp, {**TINY, "epochs": 1}, out, log=lambda _: None,
+                  on_step=kill)
+    assert info.value.exit_code == 130 and info.value.epoch == 1
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 0
+    assert not (out / "checkpoint.pt").exists()
+    # the previous SIGINT handler is back
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    lines: list[str] = []
+    train_vae(tm, ta, tp, vm, va, vp, {**TINY, "epochs": 1}, out, log=lines.append)
+    assert any("resuming" in l and "end of epoch 0" in l for l in lines)
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 1

@@ -25,7 +25,9 @@ spacing (h, w) mm is the rectangle centred at (r h, c w) mm; all distances are i
   found), the longest edge within 45 degrees of the image rows of the Douglas-Peucker
   simplification (``base_tolerance_mm``) of the LV contour, a stand-in for the
   reference's "longest straight contour stretch".
-* Apex: the LV point (pixel corner) farthest from the base midpoint.
+* Apex: the LV boundary point (pixel corner) farthest from the base midpoint; the points
+  within half a pixel of that distance are averaged, so that a flat rasterised apex (a row
+  of almost equally far pixels) does not tilt the axis.
 * Diameter of a disc: length of the perpendicular to the axis, through the disc's
   sampling point, that lies inside LV pixels (sampled every 1/8 of the smaller pixel side).
 
@@ -201,8 +203,11 @@ def lv_axis(mask, spacing, *, n_discs: int = 20, rule: str = "midpoint", base_to
     mid = base.mean(axis=0)
     corners = _pixel_corners_mm(lv, sp)
     dist = np.hypot(corners[:, 0] - mid[0], corners[:, 1] - mid[1])
-    apex = corners[int(np.argmax(dist))]
-    length = float(dist.max())
+    # farthest boundary point; the points within half a pixel of the maximum are averaged so
+    # that a flat rasterised apex (a row of equally far pixels) does not tilt the axis
+    cap = dist >= dist.max() - min(sp) / 2
+    apex = corners[cap].mean(axis=0)
+    length = float(np.hypot(*(apex - mid)))
     if length <= 0:
         return nan_axis
     e = (apex - mid) / length  # unit axis (y, x)

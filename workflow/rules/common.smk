@@ -29,6 +29,26 @@ else:
         )
 
 
+MODEL = config["model"]
+# Fail at parse time on a nonsense training config, with the trainer's own message.
+from echolatent.models.training import TrainConfig
+
+TrainConfig.from_dict(MODEL["training"])
+
+
+def gpu_request():
+    """1 GPU token for rules running a network, unless the model is pinned to the CPU."""
+    return 0 if MODEL["training"].get("device", "auto") == "cpu" else 1
+
+
+def model_outputs():
+    return expand(
+        "results/models/{model}/{name}",
+        model=MODEL["name"],
+        name=["checkpoint.pt", "history.tsv", "latent_bounds.tsv", "config.json", "summary.json"],
+    )
+
+
 def cohort_source_path():
     """Where the cohort is read from: the simulator's store, or the user's folder/sheet."""
     return "results/synthetic" if SYNTHETIC else COHORT["path"]

@@ -97,7 +97,7 @@ rule merge_cohort:
         source=COHORT["source"],
         cycle=cohort_cycle(),
         layout=COHORT["layout"],
-        config=config,
+        config={"cohort": COHORT, "qc": config["qc"]},
     threads: 1
     resources:
         mem_mb=mem_by_attempt(2000),

@@ -443,8 +443,25 @@ def train_vae(train_masks: np.ndarray, train_attrs: np.ndarray | None,
     ``on_step(epoch, step)`` is called after every optimisation step (tests use it).
     Returns the summary dict (also written to ``summary.json``).
     Raises :class:`TrainingInterrupted` on SIGTERM/SIGINT (after saving a resumable state).
+    ``config.num_threads`` (if set) applies during the call; the previous torch thread
+    count is restored afterwards.
     """
     cfg = TrainConfig.coerce(config)
+    threads_before = torch.get_num_threads()
+    try:
+        if cfg.num_threads is not None:
+            torch.set_num_threads(cfg.num_threads)
+        return _train(train_masks, train_attrs, train_phase, val_masks, val_attrs, val_phase,
+                      cfg, out_dir, log, on_step)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(train_masks: np.ndarray, train_attrs: np.ndarray | None,
+           train_phase: np.ndarray | None, val_masks: np.ndarray,
+           val_attrs: np.ndarray | None, val_phase: np.ndarray | None, cfg: TrainConfig,
+           out_dir: str | os.PathLike, log: Callable[[str], None] | IO[str] | None,
+           on_step: Callable[[int, int], None] | None) -> dict[str, Any]:
     say = _make_logger(log)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -467,8 +484,6 @@ def train_vae(train_masks: np.ndarray, train_attrs: np.ndarray | None,
     _write_text_atomic(cfg_path, json.dumps(cfg_dict, indent=2) + "\n")
     fingerprint = _fingerprint(tr_masks, tr_attrs, tr_phase, va_masks, va_attrs, va_phase)
 
-    if cfg.num_threads is not None:
-        torch.set_num_threads(cfg.num_threads)
     device = resolve_device(cfg.device, say)
     on_cuda = device.type == "cuda"
     use_amp = cfg.amp and on_cuda

@@ -23,6 +23,17 @@ TEMPORAL_THRESHOLDS = {
     "epi_center_y": 1.10e-2,
 }
 
+#: Normalisation bounds (min, max) of the published thresholds: CAMUS native pixels and degrees.
+CAMUS_BOUNDS = {
+    "lv_area": (19632.0, 112404.0),
+    "lv_base_width": (53.76, 172.88),
+    "lv_length": (301.42, 612.86),
+    "lv_orientation": (-7.04, 15.26),
+    "myo_area": (23228.0, 64134.0),
+    "epi_center_x": (183.37, 479.37),
+    "epi_center_y": (285.86, 609.21),
+}
+
 
 def consistency_deviation(curves: np.ndarray, lo, hi) -> np.ndarray:
     """Signed deviation ``d_t`` of every frame from the mean of its neighbours.
@@ -49,7 +60,8 @@ def consistency_deviation(curves: np.ndarray, lo, hi) -> np.ndarray:
     return deviation
 
 
-def temporal_consistency(curves: np.ndarray, lo, hi, thresholds, *, margin: float = 0.0) -> dict:
+def temporal_consistency(curves: np.ndarray, lo, hi, thresholds, *, margin: float = 0.0,
+                         nan_inconsistent: bool = True) -> dict:
     """Frame- and sequence-level temporal consistency.
 
     Parameters
@@ -58,6 +70,10 @@ def temporal_consistency(curves: np.ndarray, lo, hi, thresholds, *, margin: floa
     lo, hi, thresholds : array_like, shape (K,)
     margin : float
         Thresholds are scaled by ``1 + margin``.
+    nan_inconsistent : bool
+        An interior frame whose deviation is NaN (the attribute could not be measured on it
+        or on a neighbour, e.g. a structure is missing) counts as inconsistent; with False
+        it counts as consistent.
 
     Returns
     -------
@@ -70,7 +86,10 @@ def temporal_consistency(curves: np.ndarray, lo, hi, thresholds, *, margin: floa
     """
     tau = np.asarray(thresholds, dtype=np.float64) * (1.0 + margin)
     deviation = np.abs(consistency_deviation(curves, lo, hi))
-    inconsistent = deviation > tau
+    with np.errstate(invalid="ignore"):
+        inconsistent = deviation > tau
+    if nan_inconsistent:
+        inconsistent |= np.isnan(deviation)
     frame_inconsistent = inconsistent.any(axis=-1)
     return {
         "deviation": deviation,
@@ -89,7 +108,21 @@ def derive_thresholds(reference_curves, lo, hi) -> np.ndarray:
     ``reference_curves`` is an iterable of (T_i, K) arrays (sequences may differ in length).
     Every reference sequence is then consistent by construction.
     """
-    maxima = [np.abs(consistency_deviation(c, lo, hi)).max(axis=0) for c in reference_curves]
-    if not maxima:
+    maxima = sequence_maxima(reference_curves, lo, hi)
+    if not len(maxima):
         raise ValueError("no reference sequences to derive thresholds from")
-    return np.max(maxima, axis=0)
+    return np.nanmax(maxima, axis=0)
+
+
+def sequence_maxima(curves, lo, hi) -> np.ndarray:
+    """``max_t |d_t|`` per sequence and attribute, shape (N, K) (NaN frames are ignored).
+
+    The reference tool reports these maxima (max/min/mean/std over sequences) when run on
+    reference data without thresholds.
+    """
+    rows = []
+    for c in curves:
+        d = np.abs(consistency_deviation(c, lo, hi))
+        peak = np.where(np.isnan(d), -np.inf, d).max(axis=0)
+        rows.append(np.where(np.isneginf(peak), np.nan, peak))
+    return np.array(rows, dtype=np.float64).reshape(len(rows), -1)

@@ -19,6 +19,8 @@ For the attribute-regularised dimensions, the reference searches the smallest we
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from echolatent.temporal.metric import consistency_deviation
@@ -42,8 +44,75 @@ def neighbour_average_matrix(n_frames: int, n_neighbours: int = 1) -> np.ndarray
     return matrix
 
 
+def smoothing_band(n_frames: int, n_neighbours: int = 1) -> np.ndarray:
+    """Band storage of ``L = I - A``: array (2n+1, T) with ``band[n + k, i] = L[i, i + k]`` (read-only)."""
+    return _smoothing_band(int(n_frames), int(n_neighbours))
+
+
+@functools.lru_cache(maxsize=64)
+def _smoothing_band(n_frames: int, n_neighbours: int) -> np.ndarray:
+    laplacian = np.eye(n_frames) - neighbour_average_matrix(n_frames, n_neighbours)
+    band = np.zeros((2 * n_neighbours + 1, n_frames))
+    for k in range(-n_neighbours, n_neighbours + 1):
+        rows = np.arange(max(0, -k), min(n_frames, n_frames - k))
+        band[n_neighbours + k, rows] = laplacian[rows, rows + k]
+    band.flags.writeable = False
+    return band
+
+
+def solve_banded(band: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve banded systems ``M x = rhs``, batched, by Gaussian elimination without pivoting.
+
+    Parameters
+    ----------
+    band : ndarray, shape (..., 2p+1, T)
+        ``band[..., p + k, i] = M[i, i + k]``; its batch shape broadcasts against the one
+        of ``rhs`` (one shared matrix for many right-hand sides costs nothing extra).
+    rhs : ndarray, shape (..., T)
+
+    Notes
+    -----
+    No pivoting is needed (nor done) for the snake systems: they are strictly diagonally
+    dominant by rows, so every pivot is non-zero and elimination is stable (growth factor
+    at most 2). The loops run over the T rows and the p sub-diagonals only; every step is
+    vectorised over the batch, so the cost is O(T p^2) array operations whatever the
+    number of systems.
+    """
+    band = np.asarray(band, dtype=np.float64)
+    rhs = np.array(rhs, dtype=np.float64)  # copy: eliminated in place
+    p = (band.shape[-2] - 1) // 2
+    n = band.shape[-1]
+    if band.shape[-2] != 2 * p + 1 or rhs.shape[-1] != n:
+        raise ValueError(f"band {band.shape} and right-hand side {rhs.shape} do not match")
+    # rows: u[..., i, p + k] = M[i, i + k]
+    u = np.array(np.swapaxes(band, -1, -2))
+    if p == 1:  # tridiagonal: the Thomas algorithm (the matrix sweep is shared by broadcasting rhs)
+        sub, diag, sup = u[..., 0], u[..., 1], u[..., 2]
+        c, m = np.empty_like(diag), np.empty_like(diag)
+        m[..., 0] = diag[..., 0]
+        rhs[..., 0] /= m[..., 0]
+        for i in range(1, n):
+            c[..., i - 1] = sup[..., i - 1] / m[..., i - 1]
+            m[..., i] = diag[..., i] - sub[..., i] * c[..., i - 1]
+            rhs[..., i] = (rhs[..., i] - sub[..., i] * rhs[..., i - 1]) / m[..., i]
+        for i in range(n - 2, -1, -1):
+            rhs[..., i] -= c[..., i] * rhs[..., i + 1]
+        return rhs
+    for i in range(n):
+        pivot = u[..., i, p]
+        for r in range(1, min(p, n - 1 - i) + 1):
+            factor = u[..., i + r, p - r] / pivot
+            u[..., i + r, p - r:2 * p - r + 1] -= factor[..., None] * u[..., i, p:]
+            rhs[..., i + r] -= factor * rhs[..., i]
+    for i in range(n - 1, -1, -1):
+        for k in range(1, min(p, n - 1 - i) + 1):
+            rhs[..., i] -= u[..., i, p + k] * rhs[..., i + k]
+        rhs[..., i] /= u[..., i, p]
+    return rhs
+
+
 def snake(s0: np.ndarray, weight, *, n_neighbours: int = 1) -> np.ndarray:
-    """Exact minimiser of the snake objective for each trajectory.
+    """Exact minimiser of the snake objective for each trajectory (banded solve).
 
     Parameters
     ----------
@@ -55,18 +124,19 @@ def snake(s0: np.ndarray, weight, *, n_neighbours: int = 1) -> np.ndarray:
     Returns
     -------
     ndarray, shape (..., T)
+        The solution of ``(I + w (I - A)) s = s0``.
     """
     s0 = np.asarray(s0, dtype=np.float64)
     n_frames = s0.shape[-1]
-    smoothing = np.eye(n_frames) - neighbour_average_matrix(n_frames, n_neighbours)
+    laplacian = smoothing_band(n_frames, n_neighbours)
+    identity = np.zeros_like(laplacian)
+    identity[n_neighbours] = 1.0
     weight = np.asarray(weight, dtype=np.float64)
     if weight.ndim == 0:
-        # One matrix for all trajectories: a single factorisation, many right-hand sides.
-        system = np.eye(n_frames) + float(weight) * smoothing
-        return np.linalg.solve(system, s0.reshape(-1, n_frames).T).T.reshape(s0.shape)
+        # One matrix for all trajectories: eliminated once, applied to every right-hand side.
+        return solve_banded(identity + float(weight) * laplacian, s0)
     weight = np.broadcast_to(weight, s0.shape[:-1])
-    systems = np.eye(n_frames) + weight[..., None, None] * smoothing
-    return np.linalg.solve(systems, s0[..., None])[..., 0]
+    return solve_banded(identity + weight[..., None, None] * laplacian, s0)
 
 
 def smooth_trajectories(z, *, weight: float = 50.0, constrained_dims=(), thresholds=None, lo=None, hi=None,

@@ -1,0 +1,187 @@
+"""Temporal-consistency thresholds: the published ones, and re-deriving them on a cohort.
+
+A threshold is only meaningful in the units of the curves it is applied to: the attribute
+(or latent dimension), the normalisation bounds, the grid and the frame rate. The published
+values (:data:`~echolatent.temporal.metric.TEMPORAL_THRESHOLDS`) hold for CAMUS
+native-pixel attributes normalised by the CAMUS bounds
+(:data:`~echolatent.temporal.metric.CAMUS_BOUNDS`); on any other data re-derive both the
+bounds and the thresholds from reference sequences of the cohort itself, as the reference
+does (:func:`derive_thresholds_table`):
+
+* bounds ``lo, hi`` = min and max of each attribute over the reference frames;
+* ``tau`` = max over reference sequences of ``max_t |d_t|`` (every reference sequence is
+  then consistent by construction).
+
+Reference sequences are the clean truth masks of a synthetic cohort, and the ingested
+masks of the training split otherwise (the manual segmentations of CAMUS-like data).
+
+Table format (TSV, one row per attribute or latent dimension)
+-------------------------------------------------------------
+``space``        ``image`` (shape attributes) or ``latent`` (latent dimensions)
+``name``         attribute name (for a latent dimension: the attribute it is tied to)
+``dim``          latent dimension (empty in image space)
+``lo``, ``hi``   normalisation bounds
+``tau``          threshold in normalised units
+``n_sequences``  number of reference sequences
+``seq_max_min``, ``seq_max_mean``, ``seq_max_std``  statistics of the per-sequence maxima
+``reference``    where the values come from (e.g. ``published:CAMUS``, ``truth``,
+                 ``input:train``, ``latent:truth``)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from echolatent.attributes import TEMPORAL_ATTRIBUTES
+from echolatent.temporal.metric import CAMUS_BOUNDS, TEMPORAL_THRESHOLDS, sequence_maxima
+
+__all__ = [
+    "THRESHOLD_COLUMNS",
+    "published_thresholds",
+    "sequence_curves",
+    "derive_thresholds_table",
+    "read_thresholds",
+    "write_thresholds",
+    "threshold_arrays",
+]
+
+THRESHOLD_COLUMNS = ["space", "name", "dim", "lo", "hi", "tau", "n_sequences", "seq_max_min", "seq_max_mean",
+                     "seq_max_std", "reference"]
+SEQUENCE_KEY = ["patient_id", "view"]
+
+
+def published_thresholds() -> pd.DataFrame:
+    """The published thresholds with the CAMUS bounds (image space, CAMUS native pixels)."""
+    rows = [{"space": "image", "name": name, "dim": pd.NA, "lo": CAMUS_BOUNDS[name][0], "hi": CAMUS_BOUNDS[name][1],
+             "tau": TEMPORAL_THRESHOLDS[name], "n_sequences": pd.NA, "seq_max_min": np.nan, "seq_max_mean": np.nan,
+             "seq_max_std": np.nan, "reference": "published:CAMUS"} for name in TEMPORAL_ATTRIBUTES]
+    return _typed(pd.DataFrame(rows, columns=THRESHOLD_COLUMNS))
+
+
+def sequence_curves(table: pd.DataFrame, columns) -> tuple[list[tuple[str, str]], list[np.ndarray]]:
+    """Split a per-frame table (``patient_id, view, frame`` + columns) into per-sequence curves.
+
+    Returns the sorted ``(patient_id, view)`` keys and the (T_i, K) arrays in frame order.
+    """
+    missing = [c for c in [*SEQUENCE_KEY, "frame", *columns] if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks column(s) {missing}")
+    ordered = table.sort_values([*SEQUENCE_KEY, "frame"], kind="stable")
+    keys, curves = [], []
+    for key, group in ordered.groupby(SEQUENCE_KEY, sort=True):
+        keys.append((str(key[0]), str(key[1])))
+        curves.append(group[list(columns)].to_numpy(dtype=np.float64))
+    return keys, curves
+
+
+def derive_thresholds_table(table: pd.DataFrame, columns, *, names=None, space: str = "image", dims=None,
+                            bounds=None, reference: str = "", exclude: str | None = None) -> pd.DataFrame:
+    """Bounds and thresholds from the reference sequences of a per-frame table.
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per reference frame: ``patient_id, view, frame`` and the curve columns.
+    columns : sequence of str
+        Curve columns (attributes, or ``mu_k`` latent columns).
+    names : sequence of str, optional
+        Name of each curve in the output (default: the column names).
+    space : {"image", "latent"}
+    dims : sequence of int, optional
+        Latent dimension of each curve (latent space).
+    bounds : (lo, hi), optional
+        Normalisation bounds to use (e.g. the latent min/max of training); default: min and
+        max over the reference frames.
+    reference : str
+        Recorded in the ``reference`` column.
+    exclude : str, optional
+        Boolean column of frames that are not reference material (e.g. frames with an
+        injected defect): such a frame is left out of the bounds, and its deviation and its
+        two neighbours' (which involve it) out of the maxima; the rest of its sequence counts.
+    """
+    columns = list(columns)
+    names = columns if names is None else list(names)
+    if len(names) != len(columns):
+        raise ValueError("need one name per column")
+    _, curves = sequence_curves(table, columns)
+    if not curves:
+        raise ValueError("no reference sequences to derive thresholds from")
+    if exclude is not None:
+        # A flagged frame becomes NaN: its deviation and its neighbours' are then NaN, which
+        # the maxima ignore, and it drops out of the bounds.
+        _, flags = sequence_curves(table, [exclude])
+        curves = [np.where(flag.astype(bool), np.nan, curve) for curve, flag in zip(curves, flags)]
+    if bounds is None:
+        values = np.concatenate(curves)
+        with np.errstate(all="ignore"):
+            lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+    else:
+        lo, hi = (np.asarray(b, dtype=np.float64).reshape(len(columns)) for b in bounds)
+    if not np.all(np.isfinite(lo) & np.isfinite(hi) & (hi > lo)):
+        bad = [n for n, a, b in zip(names, lo, hi) if not (np.isfinite(a) and np.isfinite(b) and b > a)]
+        raise ValueError(f"degenerate reference range for {bad}: the reference curves do not vary")
+    maxima = sequence_maxima(curves, lo, hi)
+    with np.errstate(all="ignore"):
+        rows = {
+            "space": space, "name": names,
+            "dim": pd.array(list(dims) if dims is not None else [pd.NA] * len(names), dtype="Int64"),
+            "lo": lo, "hi": hi, "tau": np.nanmax(maxima, axis=0), "n_sequences": len(curves),
+            "seq_max_min": np.nanmin(maxima, axis=0), "seq_max_mean": np.nanmean(maxima, axis=0),
+            "seq_max_std": np.nanstd(maxima, axis=0), "reference": reference,
+        }
+    return _typed(pd.DataFrame(rows, columns=THRESHOLD_COLUMNS))
+
+
+def _typed(table: pd.DataFrame) -> pd.DataFrame:
+    table["dim"] = pd.array(table["dim"], dtype="Int64")
+    table["n_sequences"] = pd.array(table["n_sequences"], dtype="Int64")
+    return table
+
+
+def write_thresholds(table: pd.DataFrame, path) -> None:
+    """Write a thresholds table (TSV) under a temporary name, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        table[THRESHOLD_COLUMNS].to_csv(tmp, sep="\t", index=False, float_format="%.9g")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_thresholds(path, space: str | None = None) -> pd.DataFrame:
+    """Read a thresholds table, optionally keeping one space; checks the columns and values."""
+    table = pd.read_csv(path, sep="\t", dtype={"name": str, "space": str, "reference": str})
+    missing = [c for c in ("space", "name", "lo", "hi", "tau") if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: thresholds table lacks column(s) {missing}")
+    for column in THRESHOLD_COLUMNS:
+        if column not in table.columns:
+            table[column] = np.nan
+    table = _typed(table)
+    if space is not None:
+        table = table[table["space"] == space].reset_index(drop=True)
+        if table.empty:
+            raise ValueError(f"{path}: no {space}-space thresholds")
+    bad = table[~((table["hi"] > table["lo"]) & (table["tau"] > 0))]
+    if len(bad):
+        raise ValueError(f"{path}: need hi > lo and tau > 0, not so for {bad['name'].tolist()}")
+    return table[THRESHOLD_COLUMNS]
+
+
+def threshold_arrays(table: pd.DataFrame, names=None) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """``(names, lo, hi, tau)`` of a thresholds table, in the order of ``names`` when given."""
+    if names is not None:
+        indexed = table.set_index("name")
+        missing = [n for n in names if n not in indexed.index]
+        if missing:
+            raise ValueError(f"no thresholds for {missing}")
+        table = indexed.loc[list(names)].reset_index()
+    return (table["name"].tolist(), table["lo"].to_numpy(float), table["hi"].to_numpy(float),
+            table["tau"].to_numpy(float))
