@@ -103,7 +103,9 @@ def _width_ratio(lv, myo):
 
 
 def _erosion_ratio(myo, s):
-    dmax = math.inf if myo.all() else float(ndi.distance_transform_edt(myo).max())
+    if myo.all():  # MYO covers the image: it never erodes (pixels outside the image do not erode)
+        return 0.0  # and its distance to a non-MYO pixel is infinite
+    dmax = float(ndi.distance_transform_edt(myo).max())
     X = myo
     n = 0
     while ndi.label(X, _S8)[1] == 1:

@@ -27,7 +27,8 @@ Definitions (pixels of the grid; connectivities as in the reference implementati
      image do not erode) after which the MYO is no longer one 8-connected component,
      4-connected components smaller than s being dropped after each erosion, divided by
      the maximum Euclidean distance of a MYO pixel to the nearest non-MYO pixel of the
-     image. Valid iff >= 0.12.
+     image. Valid iff >= 0.12. (A MYO covering the whole image never erodes and has no
+     finite distance: 0.)
 
 Departures from the reference code, all deliberate: criterion 5 uses (LV, LA); the
 "outside" of criteria 4-5 is everything 4-connected to the image border (the reference
@@ -850,6 +851,8 @@ def _erosion_ratio(img, myo, start, hs, c8, h4, s, touch, full) -> np.ndarray:
     rows, wm = img.shape
     has_out = bool(touch.any())
     T0 = _pack_rows(myo)
+    if full.any():  # a MYO covering the whole image never erodes: ratio 0 (infinite distance), no levels
+        T0[:, np.repeat(full, hs)] = 0
     OUTp = _pack_rows(img == _OUT) if has_out else None
     levels = [T0]
     V, E4 = [], []  # per level >= 1: area and Euler number (4-connectivity)
@@ -897,8 +900,8 @@ def _erosion_ratio(img, myo, start, hs, c8, h4, s, touch, full) -> np.ndarray:
 
     m = (V > 0).sum(axis=0) + 1  # max chessboard distance
     dmax = _max_edt(img, levels, m, start, hs, OUTp, touch)
-    dmax[full] = np.inf
-    return nstar / dmax
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(full, 0.0, nstar / dmax)
 
 
 def _level_tiles(levels, start, hs, li, qi):

@@ -346,7 +346,7 @@ def _apex_mosaic(lv, start, hs, ws, row0, col0, centre_r, centre_c, shape) -> np
         r_b, c_b = min(hs[t], H - row0[t]), min(ws[t], W - col0[t])
         full = np.zeros((row0[t] + r_b, col0[t] + c_b), bool)
         full[row0[t] + r_a:, col0[t] + c_a:] = crop[r_a:r_b, c_a:c_b]
-        contours = find_contours(full, level=_ISO_LEVEL)
+        contours = find_contours(full, level=_ISO_LEVEL) if min(full.shape) >= 2 else []
         if contours:
             apex[t] = _polar_apex(contours[0], centre_r[t], centre_c[t])
     return apex

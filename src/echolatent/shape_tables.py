@@ -114,3 +114,31 @@ def write_table(table: pd.DataFrame, path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def shard_clinical_records(shard, *, dataset: str = "mask_native", attrs_from=None) -> list[dict]:
+    """ED and ES frames of every sequence of a shard, as :func:`echolatent.clinical.clinical_indices` records.
+
+    ``attrs_from``: the cohort shard giving ED/ES and spacing, for shards holding masks only.
+    """
+    records = []
+    for sequence in iter_shard(shard, (dataset,), attrs_from=attrs_from):
+        masks = sequence.arrays[dataset]
+        ed, es = int(sequence.attrs["ed"]), int(sequence.attrs["es"])
+        records.append({"patient_id": sequence.patient_id, "view": sequence.view, "ed": masks[ed], "es": masks[es],
+                        "spacing": sequence.spacing(dataset)})
+    return records
+
+
+def cohort_clinical_indices(shards, *, dataset: str = "mask_native", rule: str = "midpoint",
+                            attrs_from=None) -> pd.DataFrame:
+    """Biplane Simpson EDV/ESV/EF and LA volume of every patient of a cohort (one row per patient).
+
+    ``attrs_from``: the cohort shards matching ``shards`` one to one, for shards holding masks only.
+    """
+    from echolatent.clinical import clinical_indices
+
+    metas = attrs_from if attrs_from is not None else [None] * len(shards)
+    records = [record for shard, meta in zip(shards, metas)
+               for record in shard_clinical_records(shard, dataset=dataset, attrs_from=meta)]
+    return clinical_indices(records, rule=rule)

@@ -22,3 +22,23 @@ rule anatomical_metrics:
         "../../envs/ingest.yaml"
     script:
         "../scripts/anatomical_metrics.py"
+
+
+rule clinical_indices:
+    input:
+        shards=expand("results/cohort/shard-{shard}.h5", shard=SHARDS),
+    output:
+        indices="results/clinical/indices.tsv",
+    log:
+        "logs/clinical_indices.log",
+    params:
+        dataset="mask_native",
+        disc_rule=config["clinical"]["disc_rule"],
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(4000),
+        runtime=60,
+    conda:
+        "../../envs/ingest.yaml"
+    script:
+        "../scripts/clinical_indices.py"

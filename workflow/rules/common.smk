@@ -112,7 +112,7 @@ def anatomy_outputs():
         table=["anatomy", "attributes"],
         source=mask_sources(),
         shard=SHARDS,
-    )
+    ) + ["results/clinical/indices.tsv"]
 
 
 def mem_by_attempt(base_mb):

@@ -6,9 +6,10 @@ Steps, applied to every frame independently (vectorised over the frames of a seq
    and LA when it is kept); the other components become background. 8-connectivity is the
    one of the anatomical criteria 6-8, so a cleaned map never fails them.
 2. **Fill holes, MYO first, then LV (then LA).** A hole of a structure is a 4-connected
-   component of its complement that does not touch the image border. Only the
-   *background* pixels of a hole are relabelled, so a closed myocardium does not swallow
-   the LV cavity it surrounds (the reason the reference fills the MYO first).
+   component of its complement that does not touch the image border and holds no pixel
+   of another structure; its (background) pixels take the structure's label. So a closed
+   myocardium does not swallow the LV cavity it surrounds (the reason the reference fills
+   the MYO first), and a hole in that cavity is given back to the LV.
 3. **Fill gaps between LV and MYO.** Background pixels enclosed by LV ∪ MYO become MYO.
 4. **Labels the model does not know.** With ``keep_atrium=False`` (a 3-class model,
    as in the reference) the LA becomes background; how the LA is put back after decoding
@@ -59,20 +60,22 @@ def largest_component(binary: np.ndarray) -> np.ndarray:
     return keep[labels]
 
 
-def fill_holes(binary: np.ndarray) -> np.ndarray:
+def fill_holes(binary: np.ndarray, keep_out: np.ndarray | None = None) -> np.ndarray:
     """Per frame of a (T, H, W) boolean stack, the pixels of the holes (not the structure itself).
 
     A hole is a 4-connected component of the complement that does not touch the border of
-    its frame.
+    its frame. Holes holding any pixel of ``keep_out`` (another structure) are not returned.
     """
     labels, n = ndimage.label(~binary, structure=_CONN4)
     if n == 0:
         return np.zeros_like(binary, dtype=bool)
-    border = np.zeros(n + 1, bool)
+    excluded = np.zeros(n + 1, bool)
     for edge in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
-        border[np.unique(edge)] = True
-    border[0] = True  # label 0 is the structure itself
-    return ~border[labels]
+        excluded[np.unique(edge)] = True
+    if keep_out is not None:
+        excluded[np.unique(labels[keep_out])] = True
+    excluded[0] = True  # label 0 is the structure itself
+    return ~excluded[labels]
 
 
 def preclean(masks, *, keep_atrium: bool = True) -> np.ndarray:
@@ -101,11 +104,13 @@ def preclean(masks, *, keep_atrium: bool = True) -> np.ndarray:
         present = out == label
         if present.any():
             out[present & ~largest_component(present)] = BG
-    # 2. holes, MYO first so that a closed myocardium keeps the cavity it surrounds
+    # 2. holes, MYO first; a hole holding another structure (the cavity of a closed
+    #    myocardium) is not a hole to fill, and only background pixels are relabelled
     for label in (MYO, LV, LA) if keep_atrium else (MYO, LV):
         present = out == label
         if present.any():
-            out[fill_holes(present) & (out == BG)] = label
+            others = (out != BG) & ~present
+            out[fill_holes(present, keep_out=others) & (out == BG)] = label
     # 3. background enclosed by LV ∪ MYO (gaps between them) becomes MYO
     epi = (out == LV) | (out == MYO)
     if epi.any():

@@ -1,0 +1,28 @@
+# Stage "latent encoding": every frame of every shard through the trained model's encoder:
+# latent means and log-variances (one row per frame) and the reconstructions (a mask shard
+# of the cohort layout, measurable by the anatomy stage).
+
+
+rule encode_latents:
+    input:
+        checkpoint="results/models/{model}/checkpoint.pt",
+        shard="results/cohort/shard-{shard}.h5",
+    output:
+        table="results/latents/{model}/shard-{shard}.parquet",
+        h5="results/latents/{model}/shard-{shard}.h5",
+    log:
+        "logs/encode_latents/{model}/{shard}.log",
+    benchmark:
+        "logs/benchmarks/encode_latents/{model}/{shard}.tsv"
+    params:
+        device=MODEL["training"].get("device", "auto"),
+        batch_size=TEMPORAL["batch_size"],
+    threads: 2
+    resources:
+        gpu=gpu_request(),
+        mem_mb=mem_by_attempt(4000),
+        runtime=TEMPORAL["runtime_minutes"],
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/encode_latents.py"

@@ -1,0 +1,28 @@
+"""Rule latent_thresholds: bounds and thresholds of the model's attribute dimensions."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake is injected)
+
+import torch  # noqa: E402
+
+from echolatent.temporal.stages import latent_thresholds_stage  # noqa: E402
+
+torch.set_num_threads(snakemake.threads)
+latent_thresholds_stage(
+    snakemake.input.checkpoint,
+    snakemake.input.bounds,
+    snakemake.input.image,
+    mode=snakemake.params.mode,
+    reference=snakemake.params.reference,
+    reference_shards=snakemake.input.get("reference_shards", []),
+    cohort_shards=snakemake.input.get("cohort_shards", []),
+    patients=snakemake.input.get("patients"),
+    splits=snakemake.params.splits,
+    frames=snakemake.input.get("frames"),
+    cycle=snakemake.params.cycle,
+    device=snakemake.params.device,
+    batch_size=snakemake.params.batch_size,
+    out=snakemake.output.thresholds,
+    log=sys.stderr,
+)

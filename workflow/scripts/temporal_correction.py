@@ -1,0 +1,26 @@
+"""Rule temporal_correction: smooth the latent trajectories of one shard's sequences; before/after table."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake is injected)
+
+import torch  # noqa: E402
+
+from echolatent.temporal.stages import correction_stage  # noqa: E402
+
+torch.set_num_threads(snakemake.threads)
+correction_stage(
+    snakemake.input.checkpoint,
+    snakemake.input.shard,
+    snakemake.input.image,
+    snakemake.input.latent,
+    settings=dict(snakemake.params.settings),
+    truth_shard=snakemake.input.get("truth"),
+    frames=snakemake.input.get("frames"),
+    cycle=snakemake.params.cycle,
+    out_table=snakemake.output.table,
+    out_h5=snakemake.output.h5,
+    model_name=snakemake.wildcards.model,
+    device=snakemake.params.device,
+    log=sys.stderr,
+)

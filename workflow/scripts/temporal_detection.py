@@ -1,0 +1,17 @@
+"""Rule temporal_detection: how often the metric flags spiked, neighbouring and clean frames."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake is injected)
+
+from echolatent.temporal.stages import detection_stage  # noqa: E402
+
+detection_stage(
+    snakemake.input.attributes,
+    snakemake.input.frames,
+    snakemake.input.thresholds,
+    cycle=snakemake.params.cycle,
+    margin=snakemake.params.margin,
+    out=snakemake.output.rates,
+    log=sys.stderr,
+)

@@ -1,0 +1,10 @@
+"""Rule temporal_summary: cohort totals of the per-shard before/after tables."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake is injected)
+
+from echolatent.temporal.stages import summary_stage  # noqa: E402
+
+summary = summary_stage(snakemake.input.tables, out=snakemake.output.summary)
+print(summary.to_string(index=False), file=sys.stderr)

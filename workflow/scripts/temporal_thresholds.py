@@ -1,0 +1,19 @@
+"""Rule temporal_thresholds: image-space bounds and thresholds from the cohort's reference sequences."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake is injected)
+
+from echolatent.temporal.stages import image_thresholds_stage  # noqa: E402
+
+image_thresholds_stage(
+    snakemake.input.attributes,
+    snakemake.input.patients,
+    reference=snakemake.params.reference,
+    splits=snakemake.params.splits,
+    names=snakemake.params.names,
+    frames=snakemake.input.get("frames"),
+    cycle=snakemake.params.cycle,
+    out=snakemake.output.thresholds,
+    log=sys.stderr,
+)
