@@ -417,3 +417,58 @@ def test_batch_order_and_chunking_are_no_ops(seed, defect, chunk):
     _same(whole, anatomical_metrics(masks, chunk_size=chunk))
     _same(whole.iloc[::-1], anatomical_metrics(masks[::-1]))
     _same(whole.iloc[[2]], anatomical_metrics(masks[2]))
+
+
+def test_degenerate_maps_terminate_and_match():
+    """Whole-image MYO (never erodes: ratio 0), one-row/one-column maps, single pixels."""
+    cases = [np.full((8, 8), 2, np.uint8), np.full((1, 1), 2, np.uint8), np.array([[1, 2, 3, 0, 2]], np.uint8),
+             np.array([[2], [2], [1], [3]], np.uint8), np.array([[1, 2], [3, 0]], np.uint8)]
+    for m in cases:
+        assert_matches_baseline(m[None])
+    assert anatomical_metrics(np.full((8, 8), 2, np.uint8))["erosion_ratio_before_myo_split"].iloc[0] == 0
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+def _run_cli(argv):
+    import argparse
+
+    from echolatent.commands import anatomy as command
+
+    parser = argparse.ArgumentParser(prog="echolatent")
+    command.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_writes_one_row_per_frame(tmp_path):
+    from echolatent.io.itk import write_sequence
+
+    masks = np.stack([heart(), heart(la_b=5), heart()])
+    path = tmp_path / "seq_gt.nii.gz"
+    write_sequence(path, masks, (0.3, 0.2), compress=True)
+    out = tmp_path / "anatomy.tsv"
+    assert _run_cli(["anatomy", str(path), "--out", str(out)]) == 0
+    table = pd.read_csv(out, sep="\t")
+    assert table["frame"].tolist() == [0, 1, 2] and set(table["file"]) == {str(path)}
+    assert table["anatomical_errors"].tolist() == [False, True, False]
+    assert table["spacing_h"].iloc[0] == pytest.approx(0.3) and table["spacing_w"].iloc[0] == pytest.approx(0.2)
+    assert {"lv_area", "lv_area_mm2", "erosion_ratio_before_myo_split"} <= set(table.columns)
+    parquet = tmp_path / "anatomy.parquet"
+    assert _run_cli(["anatomy", str(path), str(path), "--out", str(parquet)]) == 0
+    assert len(pd.read_parquet(parquet)) == 6
+
+
+def test_cli_errors_name_the_file(tmp_path):
+    from echolatent.io.errors import InputError
+    from echolatent.io.itk import write_sequence
+
+    with pytest.raises(InputError, match="missing.nii.gz"):
+        _run_cli(["anatomy", str(tmp_path / "missing.nii.gz"), "--out", str(tmp_path / "t.tsv")])
+    bad = tmp_path / "bad.nii.gz"
+    write_sequence(bad, (heart() * 2)[None].astype(np.uint8), (0.3, 0.3), compress=True)
+    with pytest.raises(InputError, match=r"bad.nii.gz.*unknown label values"):
+        _run_cli(["anatomy", str(bad), "--out", str(tmp_path / "t.tsv")])
+    with pytest.raises(InputError, match="--labels"):
+        _run_cli(["anatomy", str(bad), "--out", str(tmp_path / "t.tsv"), "--labels", "1,5"])

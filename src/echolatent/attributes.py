@@ -41,17 +41,18 @@ measurement. With ``spacing = (h, w)`` in mm the physical variants are added:
 and columns by w), ``epi_center_x_mm`` (= x * w) and ``epi_center_y_mm`` (= y * h).
 ``lv_orientation`` stays in pixel space.
 
-Speed: areas, centres and orientations are vectorised across the batch on the crops of
-the foreground; the basal corners and the apex are computed per map on its LV crop, the
-0.9 iso-contour being built directly (same points, same order-independent result) when
-the LV is one 4-connected component without holes away from the image border, which is
-certified from its rows (one run per row, consecutive runs overlapping); other maps use
-``find_contours`` itself.
+Speed: everything is vectorised across the batch on mosaics of foreground and LV crops
+(sums of pixel coordinates by one small matrix product, basal corners from one pass of
+dilations, iso-contour points of all maps at once); only the Gaussian smoothing of each
+polar profile is a per-map call. The 0.9 iso-contour is not traced: its points are the
+level crossings on the edges between the LV 4-component of the first LV pixel (raster
+order) and the 8-connected background around it, which is exactly the point set of
+``find_contours(lv, 0.9)[0]`` (with its repeated closing point); maps whose LV touches the
+image border (open contours) call ``find_contours`` itself. The results equal those of the
+scipy/scikit-image reference definitions (checked in the tests).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pandas as pd
