@@ -25,11 +25,12 @@ import platform
 import sys
 import time
 
-import numpy as np
-import torch
-
+# echolatent.models first: like the training code, it sets OMP_WAIT_POLICY before torch loads
 from echolatent.models import LossConfig, MaskVAE, TrainConfig, VAEConfig, compute_losses, one_hot
 from echolatent.models.vae import REFERENCE_VAE, reparameterize
+
+import numpy as np
+import torch
 
 CONFIGS = {
     "default": lambda: TrainConfig().model,
@@ -130,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         label = f"{platform.machine()} CPU, {args.threads} torch threads"
     channels_last = not args.no_channels_last
     print(f"# torch {torch.__version__}, Python {platform.python_version()}, {label}; "
-          f"amp={amp} channels_last={channels_last}; load average {os.getloadavg()[0]:.2f}")
+          f"amp={amp} channels_last={channels_last}; "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}; "
+          f"load average {os.getloadavg()[0]:.2f}")
     print("| config | input | blocks/ch/latent | params | batch | frames/s | ms/step |")
     print("|---|---|---|---|---|---|---|")
     results = []

@@ -171,6 +171,9 @@ def test_loss_config_validation():
         LossConfig.from_dict({"kind": "vae", "betta": 1.0})
     with pytest.raises(ValueError, match="beta"):
         LossConfig(beta=-1)
+    assert LossConfig.from_dict({"beta": "5e-4"}).beta == 5e-4  # YAML 1.1 reads 5e-4 as a str
+    with pytest.raises(ValueError, match="gamma"):
+        LossConfig(gamma="much")
     cfg = LossConfig.from_dict({"kind": "beta-vae", "beta": 4})
     assert cfg.beta == 4.0 and isinstance(cfg.beta, float)
     assert LossConfig.from_dict(cfg.to_dict()) == cfg

@@ -1,4 +1,17 @@
-"""Latent models of cardiac label maps: mask VAE, losses, training and encoding."""
+"""Latent models of cardiac label maps: mask VAE, losses, training and encoding.
+
+Importing this package before torch sets ``OMP_WAIT_POLICY=PASSIVE`` unless the variable is
+already set: torch's OpenMP threads then sleep instead of spinning at barriers. On a small,
+shared CPU machine (2 cores with other jobs running) spinning threads made training up to
+10x slower; on an idle machine the difference is small. Set the variable yourself (e.g.
+``OMP_WAIT_POLICY=ACTIVE``) to override; it has no effect once torch is imported.
+"""
+
+import os as _os
+import sys as _sys
+
+if "torch" not in _sys.modules:
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .encode import dice_per_class, encode, one_hot
 from .losses import (KINDS, LossConfig, attribute_loss, compute_losses, kl_divergence,

@@ -34,7 +34,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
-from .vae import check_keys
+from .vae import as_float, check_keys
 
 __all__ = [
     "KINDS",
@@ -69,10 +69,7 @@ class LossConfig:
             raise ValueError(f"LossConfig.kind must be one of {KINDS}, got {self.kind!r}")
         for name in ("beta", "capacity", "gamma", "delta", "phase_weight", "ce_weight",
                      "dice_weight", "dice_smooth"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"LossConfig.{name} must be a number >= 0, got {value!r}")
-            setattr(self, name, float(value))
+            setattr(self, name, as_float(f"LossConfig.{name}", getattr(self, name)))
 
     @property
     def uses_attributes(self) -> bool:

@@ -51,7 +51,7 @@ import torch
 
 from .encode import dice_per_class, encode, one_hot
 from .losses import LossConfig, compute_losses
-from .vae import MaskVAE, VAEConfig, check_keys, reparameterize
+from .vae import MaskVAE, VAEConfig, as_float, check_keys, reparameterize
 
 __all__ = [
     "TrainConfig",
@@ -144,10 +144,7 @@ class TrainConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"TrainConfig.seed must be an integer >= 0, got {self.seed!r}")
         for name in ("lr", "weight_decay", "lr_min_factor"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                raise ValueError(f"TrainConfig.{name} must be a number >= 0, got {v!r}")
-            setattr(self, name, float(v))
+            setattr(self, name, as_float(f"TrainConfig.{name}", getattr(self, name)))
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"TrainConfig.lr_schedule must be 'constant' or 'cosine', "
                              f"got {self.lr_schedule!r}")

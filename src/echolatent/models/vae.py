@@ -28,7 +28,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-__all__ = ["VAEConfig", "MaskVAE", "REFERENCE_VAE", "reparameterize", "check_keys"]
+__all__ = ["VAEConfig", "MaskVAE", "REFERENCE_VAE", "reparameterize", "check_keys", "as_float"]
 
 
 def check_keys(cls: type, data: Mapping[str, Any], where: str) -> None:
@@ -41,6 +41,19 @@ def check_keys(cls: type, data: Mapping[str, Any], where: str) -> None:
         raise ValueError(
             f"{where}: unknown key(s) {unknown}; allowed keys are {sorted(known)}"
         )
+
+
+def as_float(where: str, value: Any, minimum: float = 0.0) -> float:
+    """A number >= ``minimum``; numeric strings such as "5e-4" (which YAML 1.1 reads as
+    strings) are accepted."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum:
+        raise ValueError(f"{where} must be a number >= {minimum:g}, got {value!r}")
+    return float(value)
 
 
 @dataclass
