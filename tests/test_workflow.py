@@ -50,7 +50,9 @@ def test_sheet_cohort_end_to_end_with_skip(tmp_path):
     sheet = write_sheet(tmp_path, rows)
     config = write_config(tmp_path / "cfg.yaml", {"source": "sheet", "path": str(sheet), "image_size": 24,
                                                   "shards": 2}, qc={"on_bad_sequence": "skip"})
-    snakemake("--cores", "2", "--directory", str(tmp_path), "--configfile", str(config))
+    # The cohort stage only (targets first: --configfile would swallow them).
+    targets = ["results/cohort/sequences.tsv", "results/cohort/qc.tsv", "results/cohort/patients.tsv"]
+    snakemake(*targets, "--cores", "2", "--directory", str(tmp_path), "--configfile", str(config))
     cohort = tmp_path / "results/cohort"
     sequences = pd.read_csv(cohort / "sequences.tsv", sep="\t")
     assert len(sequences) == 9
@@ -62,7 +64,7 @@ def test_sheet_cohort_end_to_end_with_skip(tmp_path):
             assert all(h5[f"{p}/{v}/mask"].shape[1:] == (24, 24)
                        for p, v in sequences.loc[sequences["shard"] == shard, ["patient_id", "view"]].values)
     assert not (cohort / "parts").exists() or not any((cohort / "parts").iterdir())
-    again = snakemake("--cores", "2", "--directory", str(tmp_path), "--configfile", str(config))
+    again = snakemake(*targets, "--cores", "2", "--directory", str(tmp_path), "--configfile", str(config))
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
@@ -71,7 +73,8 @@ def test_sheet_cohort_error_mode_names_the_file_and_leaves_no_shard(tmp_path):
     (tmp_path / rows[2]["mask"]).write_bytes(b"broken")
     config = write_config(tmp_path / "cfg.yaml", {"source": "sheet", "path": str(write_sheet(tmp_path, rows)),
                                                   "image_size": 24, "shards": 1})
-    result = snakemake("--cores", "1", "--directory", str(tmp_path), "--configfile", str(config), check=False)
+    result = snakemake("results/cohort/sequences.tsv", "--cores", "1", "--directory", str(tmp_path),
+                       "--configfile", str(config), check=False)
     assert result.returncode != 0
     log = (tmp_path / "logs/ingest_shard/0.log").read_text()
     assert "p1_2CH_gt.nii.gz: unreadable or truncated image" in log
