@@ -406,8 +406,8 @@ def test_store_layout(exported):
         for sim in sims:
             for view, v in sim.views.items():
                 group = h5[f"{sim.patient_id}/{view}"]
-                assert group["mask"].chunks == (1, 128, 128) and group["mask"].compression == "gzip"
-                assert group["image"].chunks == (1, 128, 128) and group["image"].dtype == np.uint8
+                assert group["mask"].chunks == (4, 128, 128) and group["mask"].compression == "gzip"
+                assert group["image"].chunks == (4, 128, 128) and group["image"].dtype == np.uint8
                 np.testing.assert_array_equal(group["mask"][()], v.mask)
                 np.testing.assert_array_equal(clean[f"{sim.patient_id}/{view}/mask"][()], v.clean)
                 assert (int(group.attrs["ed"]), int(group.attrs["es"])) == (v.ed, v.es)
