@@ -117,3 +117,61 @@ def test_smooth_trajectories_rejects_bad_arguments():
         smooth_trajectories(np.zeros((5, 4)), constrained_dims=[0])
     with pytest.raises(ValueError, match="outside the 4 latent"):
         smooth_trajectories(np.zeros((5, 4)), constrained_dims=[4], thresholds=[1], lo=[0], hi=[1])
+
+
+@pytest.mark.parametrize("n_neighbours", [1, 2, 3])
+def test_banded_solver_matches_dense_solves(n_neighbours):
+    from echolatent.temporal.smoothing import smoothing_band, solve_banded
+
+    rng = np.random.default_rng(n_neighbours)
+    for n_frames in (1, 2, 3, 17):
+        laplacian = np.eye(n_frames) - neighbour_average_matrix(n_frames, n_neighbours)
+        band = smoothing_band(n_frames, n_neighbours)
+        for k in range(-n_neighbours, min(n_neighbours, n_frames - 1) + 1):
+            if abs(k) < n_frames:
+                np.testing.assert_array_equal(band[n_neighbours + k, max(0, -k):n_frames - max(0, k)],
+                                              np.diagonal(laplacian, k))
+        for batch in ((3, 4), (10, 7)):  # a few matrices (LAPACK one by one) and many (vectorised sweep)
+            weights = rng.uniform(0, 130, size=batch)
+            s0 = rng.normal(size=(*batch, n_frames))
+            dense = np.linalg.solve(np.eye(n_frames) + weights[..., None, None] * laplacian, s0[..., None])[..., 0]
+            np.testing.assert_allclose(snake(s0, weights, n_neighbours=n_neighbours), dense, atol=1e-12)
+        shared = np.linalg.solve(np.eye(n_frames) + 9.0 * laplacian, s0.reshape(-1, n_frames).T).T
+        np.testing.assert_allclose(snake(s0, 9.0, n_neighbours=n_neighbours), shared.reshape(s0.shape), atol=1e-12)
+        identity = np.zeros_like(band)
+        identity[n_neighbours] = 1
+        with pytest.raises(ValueError, match="do not match"):
+            solve_banded(identity + band, np.zeros(n_frames + 1))
+
+
+def reference_smoothing(z, *, constrained, tau, lo, hi, weight=50.0, max_weight=128.0, n_bisections=5):
+    """smooth_trajectories written plainly: gradient-descent snake per dimension, bisection per dimension."""
+    out = np.empty_like(z)
+    for d in range(z.shape[1]):
+        if d not in constrained:
+            out[:, d] = gradient_descent_snake(z[:, d], weight)
+            continue
+        k = constrained.index(d)
+        low, high = 0.0, max_weight
+        for _ in range(n_bisections):
+            mid = (low + high) / 2
+            candidate = gradient_descent_snake(z[:, d], mid)
+            check = temporal_consistency(candidate[:, None], lo[k:k + 1], hi[k:k + 1], tau[k:k + 1])
+            if not check["sequence_inconsistent"]:
+                high = mid
+            else:
+                low = mid
+        out[:, d] = gradient_descent_snake(z[:, d], high)
+    return out
+
+
+def test_smooth_trajectories_matches_the_gradient_descent_reference():
+    rng = np.random.default_rng(7)
+    t = np.linspace(0, 2 * np.pi, 30)
+    z = np.stack([np.sin(t + p) for p in rng.uniform(0, 6, 5)], axis=1) + 0.03 * rng.normal(size=(30, 5))
+    z[11, :2] += 0.5
+    tau, lo, hi = np.array([0.03, 0.05]), np.array([-1.5, -1.5]), np.array([1.5, 1.5])
+    fast = smooth_trajectories(z, constrained_dims=[0, 3], thresholds=tau, lo=lo, hi=hi)
+    slow = reference_smoothing(z, constrained=[0, 3], tau=tau, lo=lo, hi=hi)
+    np.testing.assert_allclose(fast, slow, atol=1e-4)
+    assert not temporal_consistency(fast[:, [0, 3]], lo, hi, tau)["sequence_inconsistent"]

@@ -13,7 +13,7 @@ import torch
 from echolatent.attributes import TEMPORAL_ATTRIBUTES, shape_attributes
 from echolatent.temporal.metric import temporal_consistency
 from echolatent.temporal.pipeline import (CorrectionConfig, LatentConstraint, correct_sequences, dice_scores,
-                                          model_input)
+                                          model_input, transfer_displacement)
 from echolatent.temporal.preclean import fill_holes, largest_component, preclean
 from echolatent.temporal.thresholds import (derive_thresholds_table, published_thresholds, read_thresholds,
                                             write_thresholds)
@@ -36,7 +36,8 @@ def render(scale: float, size: int = 48) -> np.ndarray:
     inner = ((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 <= 1
     frame[outer & (rows <= base)] = MYO
     frame[inner & (rows <= base)] = LV
-    atrium = ((rows - base - 0.28 * size * scale) / (0.28 * size * scale)) ** 2 + ((cols - cx) / (rx + 3)) ** 2 <= 1
+    depth = 0.3 * size * scale
+    atrium = ((rows - base) / depth) ** 4 + ((cols - cx) / (rx - 1.5)) ** 4 <= 1  # a rounded box under the LV
     frame[atrium & (rows > base)] = LA
     return frame
 
@@ -64,7 +65,8 @@ class KnownModel(torch.nn.Module):
         maps = np.stack([render(float(s), self.config.input_size) for s in z[:, 0].numpy()])
         if self.config.n_classes == 3:
             maps[maps == LA] = BG
-        return torch.nn.functional.one_hot(torch.from_numpy(maps).long(), self.config.n_classes).permute(0, 3, 1, 2) * 10.0
+        one_hot = torch.nn.functional.one_hot(torch.from_numpy(maps).long(), self.config.n_classes)
+        return one_hot.permute(0, 3, 1, 2) * 10.0
 
 
 def clean_scales(n_frames=20, phase=0.0):
@@ -157,35 +159,57 @@ def constraint_for(model, references):
     return LatentConstraint.from_table(derived)
 
 
-def test_correction_removes_a_spike_and_keeps_a_clean_sequence(spiked_case):
+def image_arrays(thresholds):
+    return (thresholds["name"].tolist(), thresholds["lo"].to_numpy(), thresholds["hi"].to_numpy(),
+            thresholds["tau"].to_numpy())
+
+
+def test_reference_correction_removes_a_spike(spiked_case):
     thresholds, clean, spiked = spiked_case
     model = KnownModel()
     references = [sequence(clean_scales(20, phase)) for phase in (0.0, 0.3, 0.6, 0.9)]
     constraint = constraint_for(model, references)
-    image = tuple(thresholds[c].tolist() if c == "name" else thresholds[c].to_numpy() for c in ("name", "lo", "hi", "tau"))
-    results = correct_sequences(model, [clean, spiked], constraint=constraint, spacings=[(1.0, 1.0)] * 2, image=image)
-    before = [r["check_before"]["sequence_inconsistent"] for r in results]
-    after = [r["check_after"]["sequence_inconsistent"] for r in results]
-    assert before == [False, True] and after == [False, False]
-    assert np.flatnonzero(results[1]["check_before"]["frame_inconsistent"]).tolist()[:1] in ([7], [8])
+    result = correct_sequences(model, [spiked], constraint=constraint, spacings=[(1.0, 1.0)],
+                               image=image_arrays(thresholds))[0]
+    assert result["check_before"]["sequence_inconsistent"] and result["check_before"]["frame_inconsistent"][8]
+    assert not result["check_after"]["sequence_inconsistent"] and result["replaced"].all()
     # The spike is gone: the corrected frame is much closer to the clean one than the spiked input.
-    assert dice_scores(results[1]["masks"][8:9], clean[8:9])[0, 0] > dice_scores(spiked[8:9], clean[8:9])[0, 0] + 0.05
+    assert dice_scores(result["masks"][8:9], clean[8:9])[0, 0] > dice_scores(spiked[8:9], clean[8:9])[0, 0] + 0.02
     # The constrained dim got the smallest feasible weight; the free one the snake weight.
-    assert results[1]["weights"][1] == 50.0 and 0 < results[1]["weights"][0] <= 128
-    z = results[1]["z"][:, :1]
+    assert result["weights"][1] == 50.0 and 0 < result["weights"][0] <= 128
+    z = result["z"][:, :1]
     assert not temporal_consistency(z, constraint.lo, constraint.hi, constraint.tau)["sequence_inconsistent"]
 
 
-def test_scope_inconsistent_leaves_consistent_sequences_untouched(spiked_case):
+def test_scopes_leave_sound_sequences_and_frames_alone(spiked_case):
     thresholds, clean, spiked = spiked_case
-    image = (thresholds["name"].tolist(), thresholds["lo"].to_numpy(), thresholds["hi"].to_numpy(),
-             thresholds["tau"].to_numpy())
-    results = correct_sequences(KnownModel(), [clean, spiked], constraint=None,
-                                config=CorrectionConfig(scope="inconsistent"), spacings=[(1.0, 1.0)] * 2, image=image)
+    model = KnownModel()
+    image = image_arrays(thresholds)
+    results = correct_sequences(model, [clean, spiked], constraint=None, spacings=[(1.0, 1.0)] * 2, image=image,
+                                config=CorrectionConfig(scope="inconsistent", max_rounds=3))
     assert [r["corrected"] for r in results] == [False, True]
-    assert results[0]["masks"] is not None and np.array_equal(results[0]["masks"], clean)
+    assert np.array_equal(results[0]["masks"], clean)
+    assert not results[1]["check_after"]["sequence_inconsistent"]
+    references = [sequence(clean_scales(20, phase)) for phase in (0.0, 0.3, 0.6, 0.9)]
+    frames = correct_sequences(model, [spiked], constraint=constraint_for(model, references), spacings=[(1.0, 1.0)],
+                               image=image, config=CorrectionConfig(scope="frames", max_rounds=5))[0]
+    replaced = frames["replaced"]
+    assert replaced[8] and 0 < replaced.sum() <= 8
+    np.testing.assert_array_equal(frames["masks"][~replaced], preclean(spiked)[~replaced])
+    assert not frames["check_after"]["sequence_inconsistent"]
     with pytest.raises(ValueError, match="image-space thresholds"):
-        correct_sequences(KnownModel(), [clean], constraint=None, config=CorrectionConfig(scope="inconsistent"))
+        correct_sequences(model, [clean], constraint=None, config=CorrectionConfig(scope="inconsistent"))
+
+
+def test_displacement_transfer_cancels_the_decoder_error():
+    base = sequence([1.0, 1.0])
+    decoded = np.roll(base, 2, axis=2)        # a decoder that shifts everything by 2 columns
+    smaller = np.roll(sequence([1.0, 0.9]), 2, axis=2)
+    out = transfer_displacement(base, decoded, smaller)
+    np.testing.assert_array_equal(out[0], base[0])   # nothing asked to change: the input stays
+    target = render(0.9)
+    dice = dice_scores(out[1:], target[None], (1, 2, 3))[0]
+    assert dice[0] > 0.93 and np.all(dice > 0.85) and dice_scores(base[1:], target[None])[0, 0] < dice[0] - 0.05
 
 
 def test_three_class_model_keeps_the_input_atrium_where_free(spiked_case):
@@ -223,3 +247,120 @@ def test_thresholds_round_trip_published_file_and_exclusion(tmp_path):
 def read_thresholds_roundtrip(table, tmp_path):
     write_thresholds(table, tmp_path / "t.tsv")
     return read_thresholds(tmp_path / "t.tsv")
+
+
+# --------------------------------------------------------------------------- the stages on a small synthetic cohort
+@pytest.fixture(scope="module")
+def tiny_cohort(tmp_path_factory):
+    """A 6-patient synthetic cohort (32 px model grid), its attribute tables and a VAE trained for 2 epochs."""
+    from echolatent.ingest import ingest_cohort, open_source
+    from echolatent.shape_tables import shard_anatomy_tables, write_table
+    from echolatent.simulate import SimulationConfig, write_cohort
+    from echolatent.train_cohort import train_on_cohort
+
+    root = tmp_path_factory.mktemp("temporal")
+    config = SimulationConfig.from_dict({"n_patients": 6, "seed": 5, "frames": 10,
+                                         "image": {"rows": 80, "cols": 72, "spacing": [2.4, 2.6], "images": False},
+                                         "observation": {"defect_rates": {"spike": 0.2}}})
+    write_cohort(config, root / "store", fmt="store")
+    cohort = root / "cohort"
+    ingest_cohort(open_source("store", root / "store"), cohort, image_size=32, n_shards=1, seed=1,
+                  fractions={"train": 0.5, "val": 0.25, "test": 0.25}, truth_dir=root / "store" / "truth")
+    for source, shard, attrs_from in (("input", cohort / "shard-0.h5", None),
+                                      ("truth", cohort / "truth" / "shard-0.h5", cohort / "shard-0.h5")):
+        _, attributes = shard_anatomy_tables(shard, attrs_from=attrs_from)
+        write_table(attributes, root / f"attributes-{source}.parquet")
+    training = {"model": {"n_classes": 4, "input_size": 32, "blocks": 2, "init_channels": 4, "latent_dim": 10},
+                "loss": {"kind": "ar-vae"}, "epochs": 2, "batch_size": 16, "device": "cpu", "num_threads": 1}
+    train_on_cohort([cohort / "shard-0.h5"], cohort / "patients.tsv", training, list(TEMPORAL_ATTRIBUTES),
+                    out_dir=root / "model", log=lambda line: None)
+    return root
+
+
+def test_stages_end_to_end_on_a_tiny_cohort(tiny_cohort):
+    from echolatent.io.itk import read_sequence
+    from echolatent.io.shards import iter_shard
+    from echolatent.temporal.export import export_nifti
+    from echolatent.temporal.stages import (correction_stage, detection_stage, encode_stage, image_thresholds_stage,
+                                            latent_thresholds_stage, summary_stage)
+
+    root = tiny_cohort
+    cohort, model = root / "cohort", root / "model"
+    frames = cohort / "truth" / "frames.tsv"
+    image = image_thresholds_stage([root / "attributes-input.parquet"], cohort / "patients.tsv", reference="observed",
+                                   splits=["train", "val", "test"], names=TEMPORAL_ATTRIBUTES, frames=frames,
+                                   out=root / "t" / "thresholds.tsv")
+    assert image["name"].tolist() == list(TEMPORAL_ATTRIBUTES) and (image["tau"] > 0).all()
+    rates = detection_stage([root / "attributes-input.parquet"], frames, root / "t" / "thresholds.tsv")
+    assert rates.set_index("frames").loc["clean_window", "flagged"] == 0.0  # reference frames, by construction
+    for mode in ("image", "derived"):
+        latent = latent_thresholds_stage(model / "checkpoint.pt", model / "latent_bounds.tsv",
+                                         root / "t" / "thresholds.tsv", mode=mode, reference="truth",
+                                         reference_shards=[cohort / "truth" / "shard-0.h5"],
+                                         cohort_shards=[cohort / "shard-0.h5"], patients=cohort / "patients.tsv",
+                                         splits=["train"], device="cpu", out=root / "t" / f"latent-{mode}.tsv")
+        assert latent["dim"].tolist() == list(range(7)) and (latent["hi"] > latent["lo"]).all()
+    table = encode_stage(model / "checkpoint.pt", cohort / "shard-0.h5", out_table=root / "t" / "latents.parquet",
+                         out_h5=root / "t" / "latents.h5", device="cpu")
+    assert {"mu_9", "logvar_0", "dice_la", "frame_pos"} <= set(table.columns) and len(table) == 12 * 10
+    assert pd.read_parquet(root / "t" / "latents.parquet").shape == table.shape
+    recon = next(iter_shard(root / "t" / "latents.h5", ("mask", "mask_native")))
+    assert recon.arrays["mask"].shape == (10, 32, 32) and recon.arrays["mask_native"].shape == (10, 80, 72)
+    result = correction_stage(model / "checkpoint.pt", cohort / "shard-0.h5", root / "t" / "thresholds.tsv",
+                              root / "t" / "latent-derived.tsv", settings={"max_rounds": 3},
+                              truth_shard=cohort / "truth" / "shard-0.h5", frames=frames,
+                              out_table=root / "t" / "correction.tsv", out_h5=root / "t" / "corrected.h5", device="cpu")
+    assert len(result) == 12 and result["corrected"].all() and result["n_spikes"].sum() > 0
+    for column in ("inconsistent_lv_area_before", "inconsistent_frames_after", "anatomical_errors_after",
+                   "dice_lv_before", "dice_after", "latent_inconsistent_frames_after", "mean_constrained_weight"):
+        assert column in result.columns
+    summary = summary_stage([root / "t" / "correction.tsv"], out=root / "t" / "summary.tsv")
+    assert summary["sequences"].tolist() == ["all", "spiked", "not_spiked"]
+    corrected = {(s.patient_id, s.view): s
+                 for s in iter_shard(root / "t" / "corrected.h5", ("mask_native", "mask", "z"))}
+    assert len(corrected) == 12
+    manifest = export_nifti(root / "t" / "corrected.h5", root / "nifti", manifest=root / "t" / "nifti.tsv",
+                            relative_to=root / "nifti")
+    first = manifest.iloc[0]
+    assert first["file"] == f"{first['patient_id']}/{first['patient_id']}_{first['view']}_sequence_gt_corrected.nii.gz"
+    array, spacing = read_sequence(root / "nifti" / first["file"])
+    sequence = corrected[(first["patient_id"], first["view"])]
+    np.testing.assert_array_equal(array, sequence.arrays["mask_native"])
+    assert spacing == pytest.approx(sequence.spacing("mask_native"))
+
+
+def test_workflow_settings_and_paths():
+    from echolatent.temporal import workflow
+
+    settings = workflow.settings({})
+    assert settings == workflow.DEFAULTS
+    assert workflow.reference(settings, synthetic=True) == "observed"
+    assert workflow.reference(settings, synthetic=False) == "input"
+    assert workflow.image_thresholds(workflow.settings({"temporal": {"thresholds": "published"}})) == \
+        "resources/temporal_thresholds.tsv"
+    inputs = workflow.correction_inputs("arvae", 1, settings, synthetic=True)
+    assert inputs["truth"] == "results/cohort/truth/shard-1.h5" and inputs["image"] == "results/temporal/thresholds.tsv"
+    assert "results/temporal/detection.tsv" in workflow.temporal_outputs("arvae", settings, True, [0, 1])
+    with pytest.raises(ValueError, match="unknown temporal key"):
+        workflow.settings({"temporal": {"wieght": 3}})
+    with pytest.raises(ValueError, match="scope"):
+        workflow.settings({"temporal": {"scope": "some"}})
+    with pytest.raises(ValueError, match="synthetic"):
+        workflow.reference(workflow.settings({"temporal": {"reference": "truth"}}), synthetic=False)
+
+
+def test_upsampling_places_model_pixels_where_they_were_sampled():
+    from echolatent.temporal.pipeline import decode_masks, sampled_positions
+
+    np.testing.assert_array_equal(sampled_positions(256, 64), 4 * np.arange(64) + 2)
+    np.testing.assert_array_equal(sampled_positions(256, 64, grid=128), 4 * np.arange(64) + 3)
+    model = KnownModel()
+    z = np.array([[1.0, 0.0]])
+    native = np.repeat(np.repeat(render(1.0)[None], 2, axis=1), 2, axis=2)  # 96 x 96, read back at 2i + 1
+    decoded = decode_masks(model, z, size=(96, 96))
+    assert dice_scores(decoded, native).min() > 0.85
+    # at the native pixels the model grid was read from, the decoding is the model's own argmax
+    np.testing.assert_array_equal(model_input(decoded, model)[0], render(1.0))
+    on_grid = decode_masks(model, z, size=(128, 128), grid=96)  # through a cohort grid, as in training
+    np.testing.assert_array_equal(model_input(on_grid, model, grid=96)[0], render(1.0))
+    assert np.array_equal(decode_masks(model, z)[0], render(1.0))

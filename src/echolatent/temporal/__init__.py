@@ -1,13 +1,32 @@
-"""Temporal consistency of cardiac sequences: the metric and the latent-trajectory smoother."""
+"""Temporal consistency of cardiac sequences (TMI 2022): metric, thresholds, smoothing, correction.
 
-from echolatent.temporal.metric import TEMPORAL_THRESHOLDS, consistency_deviation, temporal_consistency
-from echolatent.temporal.smoothing import neighbour_average_matrix, smooth_trajectories, snake
+Modules
+-------
+:mod:`~.metric`      the temporal-consistency metric and the published thresholds
+:mod:`~.thresholds`  threshold tables: published, re-derived from reference sequences
+:mod:`~.smoothing`   the exact snake smoother (banded solves) and ``smooth_trajectories``
+:mod:`~.preclean`    morphological pre-cleaning of label maps
+:mod:`~.pipeline`    encoding of shards and temporal correction with a trained VAE (torch)
+:mod:`~.evaluation`  detection rates against a synthetic cohort's injected defects
+:mod:`~.export`      NIfTI export of corrected sequences
+:mod:`~.stages`, :mod:`~.workflow`  one function per workflow rule, and the rules' paths
+"""
+
+from echolatent.temporal.metric import (CAMUS_BOUNDS, TEMPORAL_THRESHOLDS, consistency_deviation, derive_thresholds,
+                                        sequence_maxima, temporal_consistency)
+from echolatent.temporal.preclean import preclean
+from echolatent.temporal.smoothing import neighbour_average_matrix, smooth_trajectories, snake, solve_banded
 
 __all__ = [
+    "CAMUS_BOUNDS",
     "TEMPORAL_THRESHOLDS",
     "consistency_deviation",
+    "derive_thresholds",
+    "sequence_maxima",
     "temporal_consistency",
+    "preclean",
     "neighbour_average_matrix",
     "smooth_trajectories",
     "snake",
+    "solve_banded",
 ]

@@ -15,7 +15,9 @@ Correction (:func:`correct_sequences`, :func:`correct_shard`), TMI 2022
 3. smooth the latent trajectories (:func:`~echolatent.temporal.smoothing.smooth_trajectories`):
    all dimensions with the snake weight, the attribute dimensions with the smallest weight
    that leaves no frame above its latent threshold;
-4. decode, argmax, resize back to the native grid (nearest);
+4. decode and go back to the native grid: by default the logits are resized bilinearly
+   and the argmax taken on the native grid (``upsample="bilinear"``; the reference takes
+   the argmax on the model grid and resizes it, ``upsample="nearest"``);
 5. **labels the model does not know.** With a 3-class model (BG/LV/MYO, as in the
    reference) the LA is not corrected. ``atrium="keep"`` (default) puts the pre-cleaned
    input LA back on the pixels the corrected LV/MYO leave as background, so the output
@@ -23,10 +25,30 @@ Correction (:func:`correct_sequences`, :func:`correct_shard`), TMI 2022
    LA stay measurable; ``atrium="drop"`` leaves the LA out, as the reference does. A 4-class
    model corrects the LA like the other structures.
 
-Optional, beyond the reference: ``scope="inconsistent"`` corrects only the sequences the
-image-space metric flags (the others are written unchanged), and ``max_rounds > 1``
-re-smooths the sequences whose decoded masks are still inconsistent in image space with
-latent thresholds scaled by ``tighten`` per round.
+Beyond the reference (all optional; the image-space thresholds are then needed):
+
+``scope="inconsistent"``
+    only the sequences the image-space metric flags are corrected; the others are written
+    unchanged.
+``scope="frames"``
+    every sequence is pre-cleaned; only its frames that are inconsistent (image space) or
+    anatomically invalid after pre-cleaning take the decoded smoothed masks, the others
+    keep the pre-cleaned input. This keeps the detail of the input wherever nothing is
+    wrong with it: a small VAE's reconstruction error is often larger than the error of a
+    good segmentation, so replacing every frame lowers Dice on sound sequences.
+``output="displacement"``
+    instead of the decoded masks, a corrected frame is the pre-cleaned input whose
+    boundaries move by the displacement between the decoding of its encoded and of its
+    smoothed latent code (:func:`transfer_displacement`); the decoder's reconstruction
+    error, common to both decodings, cancels, so only what the smoothing changes changes.
+``max_rounds > 1``
+    the output is checked in image space after each round; a sequence still inconsistent
+    has its offending frames corrected too (``frames``) or, when they all are already, is
+    re-smoothed with latent thresholds scaled by ``tighten`` and the weight of the free
+    dimensions divided by it (up to ``max_weight``). With a small first ``weight`` this
+    searches the least smoothing that makes each sequence consistent in image space:
+    smoothing flattens the cardiac motion (at 20 frames per cycle the reference weight 50
+    costs about 0.04 Dice), so the least is the most faithful.
 """
 
 from __future__ import annotations
@@ -42,7 +64,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from echolatent.attributes import TEMPORAL_ATTRIBUTES, shape_attributes
+from echolatent.attributes import shape_attributes
 from echolatent.io.shards import iter_shard
 from echolatent.resample import resize_masks_nearest
 from echolatent.temporal.metric import temporal_consistency
@@ -64,6 +86,7 @@ __all__ = [
 ]
 
 MASK_SHARD_FORMAT = "echolatent-mask-shard"
+SCOPES = ("all", "inconsistent", "frames")
 CLASS_NAMES = ("bg", "lv", "myo", "la")
 
 
@@ -78,16 +101,22 @@ class CorrectionConfig:
     n_neighbours: int = 1
     margin: float = 0.0             #: thresholds scaled by 1 + margin (image and latent)
     atrium: str = "keep"            #: keep | drop (models without an LA class)
-    scope: str = "all"              #: all | inconsistent (image-space metric on the input)
-    max_rounds: int = 1             #: 1 = reference; more: re-smooth what is still inconsistent
-    tighten: float = 0.5            #: latent thresholds scale per extra round
+    scope: str = "all"              #: all (reference) | inconsistent | frames (see the module docstring)
+    max_rounds: int = 1             #: 1 = reference; more: re-check and correct what is still inconsistent
+    tighten: float = 0.5            #: per extra round: latent thresholds x tighten, free weight / tighten
     batch_size: int = 256           #: frames per network call
+    upsample: str = "bilinear"      #: back to the native grid: bilinear (logits) | nearest (argmax)
+    output: str = "decoded"         #: decoded (reference) | displacement (see the module docstring)
 
     def __post_init__(self):
         if self.atrium not in ("keep", "drop"):
             raise ValueError(f"temporal atrium must be 'keep' or 'drop', got {self.atrium!r}")
-        if self.scope not in ("all", "inconsistent"):
-            raise ValueError(f"temporal scope must be 'all' or 'inconsistent', got {self.scope!r}")
+        if self.output not in ("decoded", "displacement"):
+            raise ValueError(f"temporal output must be 'decoded' or 'displacement', got {self.output!r}")
+        if self.upsample not in ("bilinear", "nearest"):
+            raise ValueError(f"temporal upsample must be 'bilinear' or 'nearest', got {self.upsample!r}")
+        if self.scope not in SCOPES:
+            raise ValueError(f"temporal scope must be one of {SCOPES}, got {self.scope!r}")
         if self.max_rounds < 1 or not 0 < self.tighten <= 1:
             raise ValueError("need max_rounds >= 1 and 0 < tighten <= 1")
         if self.weight < 0 or self.max_weight <= 0 or self.n_bisections < 0 or self.n_neighbours < 1:
@@ -167,20 +196,112 @@ def encode_mu(model, masks: np.ndarray, *, batch_size: int = 256, device="cpu",
     return (mu, logvar) if with_logvar else mu
 
 
+def sampled_positions(native: int, size: int, grid: int | None = None) -> np.ndarray:
+    """Native pixel index each model-grid pixel was read from (nearest, through ``grid`` if given)."""
+    from echolatent.resample import _nearest_indices
+
+    if grid is not None and grid != native:
+        return _nearest_indices(native, grid)[_nearest_indices(grid, size)]
+    return _nearest_indices(native, size)
+
+
+def _linear_weights(positions: np.ndarray, n_out: int):
+    """Model-grid coordinates of native pixels 0..n_out-1, given where the model pixels were sampled."""
+    u = np.interp(np.arange(n_out), positions, np.arange(len(positions)))
+    low = np.minimum(np.floor(u).astype(np.int64), len(positions) - 1)
+    high = np.minimum(low + 1, len(positions) - 1)
+    return torch.from_numpy(low), torch.from_numpy(high), torch.from_numpy((u - low).astype(np.float32))
+
+
 @torch.no_grad()
-def decode_masks(model, z: np.ndarray, *, batch_size: int = 256, device="cpu") -> np.ndarray:
-    """Argmax decoding (N, S, S) uint8 of latent codes (N, D)."""
+def decode_masks(model, z: np.ndarray, *, batch_size: int = 256, device="cpu", size=None,
+                 grid: int | None = None) -> np.ndarray:
+    """Argmax decoding (N, S, S) uint8 of latent codes (N, D).
+
+    With ``size = (H, W)`` the logits are interpolated linearly to that (native) grid and
+    the argmax is taken there: boundaries then fall between the model-grid pixels instead of
+    following their staircase, as a nearest resize of the argmax would. Model pixel ``i`` is
+    placed at the native pixel its input was read from (:func:`sampled_positions`, through
+    the cohort ``grid`` as the training frames were), so the output is not shifted.
+    """
     was_training = model.training
     model.eval()
     out = []
+    if size is not None:
+        size = (int(size[0]), int(size[1]))
+        s = int(model.config.input_size)
+        rows = _linear_weights(sampled_positions(size[0], s, grid), size[0])
+        cols = _linear_weights(sampled_positions(size[1], s, grid), size[1])
+        # keep the upsampled logits of a batch to about 64 MB
+        batch_size = max(1, min(batch_size, (1 << 24) // (int(model.config.n_classes) * size[0] * size[1])))
     try:
         for start in range(0, len(z), batch_size):
             codes = torch.as_tensor(np.asarray(z[start:start + batch_size]), dtype=torch.float32, device=device)
-            out.append(model.decode(codes).argmax(1).to(torch.uint8).cpu().numpy())
+            logits = model.decode(codes).float()
+            if size is not None:
+                low, high, frac = (t.to(logits.device) for t in rows)
+                logits = logits[:, :, low] * (1 - frac)[:, None] + logits[:, :, high] * frac[:, None]
+                low, high, frac = (t.to(logits.device) for t in cols)
+                logits = logits[..., low] * (1 - frac) + logits[..., high] * frac
+            out.append(logits.argmax(1).to(torch.uint8).cpu().numpy())
     finally:
         model.train(was_training)
-    s = int(model.config.input_size)
-    return np.concatenate(out) if out else np.zeros((0, s, s), np.uint8)
+    shape = size or (int(model.config.input_size),) * 2
+    return np.concatenate(out) if out else np.zeros((0, *shape), np.uint8)
+
+
+def _signed_distance(binary: np.ndarray) -> np.ndarray:
+    """Signed distance (pixels) to the boundary of a 2-D region: negative inside, positive outside."""
+    from scipy.ndimage import distance_transform_edt
+
+    return distance_transform_edt(~binary) - distance_transform_edt(binary)
+
+
+def transfer_displacement(base: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Move the boundaries of ``base`` as the boundaries of ``before`` move to ``after``.
+
+    For the nested regions LV ⊂ EPI (LV ∪ MYO) ⊂ heart (LV ∪ MYO ∪ LA) the signed distance
+    maps give ``sdf_out = sdf(base) + sdf(after) - sdf(before)``: every boundary of the base
+    moves along its normal by the displacement the smoothing asked for, and the decoder's
+    own reconstruction error (common to ``before`` and ``after``) cancels. Nesting the
+    regions keeps the LV against the LA at the mitral plane (no gap can open between them).
+    A region missing from one of the maps, and the heart region for a model without the LA,
+    keep the base. The result is pre-cleaned.
+
+    Parameters
+    ----------
+    base, before, after : ndarray (T, H, W) or (H, W) of labels 0-3
+        The (pre-cleaned) input, the decoding of the encoded input and the decoding of the
+        smoothed trajectory, on the same grid.
+    """
+    base, before, after = (np.asarray(m) for m in (base, before, after))
+    single = base.ndim == 2
+    if single:
+        base, before, after = base[None], before[None], after[None]
+    out = np.empty_like(base, dtype=np.uint8)
+    regions = {"heart": (1, 2, 3), "epi": (1, 2), "lv": (1,)}
+    for t in range(len(base)):
+        if np.array_equal(before[t], after[t]):
+            out[t] = base[t]
+            continue
+        moved = {}
+        for name, labels in regions.items():
+            masks = [np.isin(m[t], labels) for m in (base, before, after)]
+            if name == "heart" and not (np.any(before[t] == LA) and np.any(after[t] == LA)):
+                moved[name] = masks[0]  # a model without the LA: the atrium stays where it was
+            elif all(m.any() and not m.all() for m in masks):
+                sdf = _signed_distance(masks[0]) + _signed_distance(masks[2]) - _signed_distance(masks[1])
+                moved[name] = sdf < 0
+            else:
+                moved[name] = masks[0]
+        frame = np.zeros(base.shape[1:], np.uint8)
+        epi = moved["epi"] | moved["lv"]
+        frame[moved["heart"] | epi] = LA  # nested: LV ⊂ EPI ⊂ heart
+        frame[epi] = 2
+        frame[moved["lv"]] = 1
+        out[t] = frame
+    out = preclean(out, keep_atrium=True)
+    return out[0] if single else out
 
 
 def dice_scores(pred: np.ndarray, target: np.ndarray, labels=(1, 2, 3)) -> np.ndarray:
@@ -246,8 +367,9 @@ def encode_shard(shard, model, *, out_table=None, out_h5=None, batch_size: int =
     out_table : path, optional
         Per-frame table (``.parquet`` or ``.tsv``), written atomically.
     out_h5 : path, optional
-        Mask shard with the reconstructions: ``mask`` (model grid), ``mask_native`` (back
-        on the native grid, nearest), ``frame_pos`` and the group attributes of the cohort.
+        Mask shard with the reconstructions: ``mask`` (model grid), ``mask_native`` (on the
+        native grid: logits resized bilinearly, then argmax), ``frame_pos`` and the group
+        attributes of the cohort.
 
     Returns
     -------
@@ -283,8 +405,9 @@ def encode_shard(shard, model, *, out_table=None, out_h5=None, batch_size: int =
             tables.append(table)
             n_frames += len(x)
             if writer is not None:
-                writer.write(sequence, {"mask": recon,
-                                        "mask_native": resize_masks_nearest(recon, native.shape[-2:]),
+                native_recon = decode_masks(model, mu, batch_size=batch_size, device=device, size=native.shape[-2:],
+                                            grid=grid)
+                writer.write(sequence, {"mask": recon, "mask_native": native_recon,
                                         "frame_pos": sequence.arrays["frame_pos"]})
         ok = True
     finally:
@@ -328,7 +451,8 @@ def _smooth_groups(mus: list[np.ndarray], constraint: LatentConstraint | None, c
             if constraint is not None and len(constraint.dims):
                 kwargs = dict(constrained_dims=constraint.dims, thresholds=constraint.tau * factor,
                               lo=constraint.lo, hi=constraint.hi)
-            out, w = smooth_trajectories(z, weight=config.weight, max_weight=config.max_weight,
+            free_weight = min(config.weight / factor, max(config.max_weight, config.weight))
+            out, w = smooth_trajectories(z, weight=free_weight, max_weight=config.max_weight,
                                          n_bisections=config.n_bisections, n_neighbours=config.n_neighbours,
                                          margin=config.margin, return_weights=True, **kwargs)
             for j, i in enumerate(chosen):
@@ -360,70 +484,110 @@ def correct_sequences(model, masks_native: list[np.ndarray], *, constraint: Late
     Returns
     -------
     list of dict, one per sequence
-        ``masks`` (corrected, native grid, uint8), ``cleaned`` (pre-cleaned input),
-        ``mu`` and ``z`` (latent trajectories before/after smoothing; None when the
-        sequence was left unchanged), ``weights`` (per dim), ``corrected`` (bool),
-        ``rounds``; with ``image``: ``curves_before``, ``curves_after``, ``check_before``,
+        ``masks`` (output, native grid, uint8), ``input``, ``cleaned`` (pre-cleaned
+        input), ``mu`` and ``z`` (latent trajectories before/after smoothing; None when
+        no frame was corrected), ``weights`` (per dim), ``corrected`` (bool), ``replaced``
+        (bool per frame: took the decoded smoothed mask), ``rounds``; with ``image``:
+        ``curves_before``, ``curves_after``, ``check_before``,
         ``check_after`` (outputs of :func:`temporal_consistency`).
     """
     config = config or CorrectionConfig()
     keep_la = knows_atrium(model)
+    drop_la = not keep_la and config.atrium == "drop"
     n = len(masks_native)
-    if (config.scope == "inconsistent" or config.max_rounds > 1) and image is None:
-        raise ValueError("scope='inconsistent' and max_rounds > 1 need the image-space thresholds")
+    if (config.scope != "all" or config.max_rounds > 1) and image is None:
+        raise ValueError(f"scope={config.scope!r} and max_rounds > 1 need the image-space thresholds")
     image_check = None if image is None else (*image, config.margin)
     if image_check is not None and spacings is None:
         raise ValueError("the image-space check needs the spacing of each sequence")
-    results = [{"masks": np.asarray(m, dtype=np.uint8), "corrected": False, "rounds": 0, "mu": None, "z": None,
-                "weights": None} for m in masks_native]
+    results = [{"input": np.asarray(m, dtype=np.uint8), "corrected": False, "rounds": 0, "mu": None, "z": None,
+                "weights": None, "replaced": np.zeros(len(m), bool)} for m in masks_native]
     if image_check is not None:
-        curves, checks = _image_check([r["masks"] for r in results], spacings, image_check)
+        curves, checks = _image_check([r["input"] for r in results], spacings, image_check)
         for r, c, k in zip(results, curves, checks):
             r.update(curves_before=c, check_before=k, curves_after=c, check_after=k)
-    todo = list(range(n))
-    if config.scope == "inconsistent":
-        todo = [i for i in todo if results[i]["check_before"]["sequence_inconsistent"]]
-    # Pre-clean and encode the sequences to correct (one network call for all their frames).
+    for r in results:
+        r["cleaned"] = preclean(r["input"], keep_atrium=True)
+        r["base"] = np.where(r["cleaned"] == LA, BG, r["cleaned"]).astype(np.uint8) if drop_la else r["cleaned"]
+        r["masks"] = r["input"]
+    # Which sequences, and which of their frames, take the decoded smoothed masks.
+    if config.scope == "all":
+        todo = list(range(n))
+    elif config.scope == "inconsistent":
+        todo = [i for i in range(n) if results[i]["check_before"]["sequence_inconsistent"]]
+    else:  # frames: inconsistent or anatomically invalid frames of the pre-cleaned input
+        from echolatent.anatomy import anatomical_metrics
+
+        labels = (1, 2) if drop_la else (1, 2, 3)
+        base_curves, checks = _image_check([r["base"] for r in results], spacings, image_check)
+        todo = []
+        for i, (r, curve, check) in enumerate(zip(results, base_curves, checks)):
+            invalid = anatomical_metrics(r["base"], spacings[i], labels=labels)["anatomical_errors"].to_numpy()
+            r["masks"], r["replace"] = r["base"], check["frame_inconsistent"] | invalid
+            r.update(curves_after=curve, check_after=check)
+            if r["replace"].any():
+                todo.append(i)
     for i in todo:
-        raw = results[i]["masks"]
-        results[i]["cleaned"] = preclean(raw, keep_atrium=True)
-        results[i]["model_input"] = model_input(preclean(raw, keep_atrium=keep_la), model, grid)
+        results[i].setdefault("replace", np.ones(len(results[i]["input"]), bool))
+    # Encode the pre-cleaned sequences to correct (one network call for all their frames).
     if todo:
-        frames = np.concatenate([results[i]["model_input"] for i in todo])
-        mu = encode_mu(model, frames, batch_size=config.batch_size, device=device)
-        offsets = np.cumsum([0] + [len(results[i]["model_input"]) for i in todo])
+        inputs = [model_input(preclean(results[i]["input"], keep_atrium=keep_la), model, grid) for i in todo]
+        mu = encode_mu(model, np.concatenate(inputs), batch_size=config.batch_size, device=device)
+        offsets = np.cumsum([0] + [len(x) for x in inputs])
         for j, i in enumerate(todo):
             results[i]["mu"] = mu[offsets[j]:offsets[j + 1]]
     scale = np.ones(n)
+    stale = list(todo)  # sequences whose smoothed trajectory must be (re)computed and decoded
     for round_ in range(config.max_rounds):
         if not todo:
             break
-        smoothed, weights = _smooth_groups([results[i]["mu"] for i in todo], constraint, config, scale[todo])
-        decoded = decode_masks(model, np.concatenate(smoothed), batch_size=config.batch_size, device=device)
-        offsets = np.cumsum([0] + [len(z) for z in smoothed])
+        if stale:
+            smoothed, weights = _smooth_groups([results[i]["mu"] for i in stale], constraint, config, scale[stale])
+            for j, i in enumerate(stale):
+                r = results[i]
+                if config.output == "displacement":
+                    if "decoded_mu" not in r:
+                        r["decoded_mu"] = _decode_native(model, r["mu"], r["input"].shape[-2:], config, device, grid)
+                    out = transfer_displacement(r["base"], r["decoded_mu"],
+                                                _decode_native(model, smoothed[j], r["input"].shape[-2:], config,
+                                                               device, grid))
+                else:
+                    out = _decode_native(model, smoothed[j], r["input"].shape[-2:], config, device, grid)
+                    if not keep_la and config.atrium == "keep":
+                        out[(out == BG) & (r["cleaned"] == LA)] = LA
+                r.update(decoded=np.ascontiguousarray(out, dtype=np.uint8), z=smoothed[j], weights=weights[j])
+        for i in todo:
+            r = results[i]
+            r["masks"] = r["decoded"] if r["replace"].all() else np.where(r["replace"][:, None, None], r["decoded"],
+                                                                          r["base"])
+            r.update(corrected=True, rounds=round_ + 1, replaced=r["replace"].copy())
+        if image_check is None:
+            break
+        curves, checks = _image_check([results[i]["masks"] for i in todo], [spacings[i] for i in todo], image_check)
+        still, stale = [], []
         for j, i in enumerate(todo):
             r = results[i]
-            out = decoded[offsets[j]:offsets[j + 1]]
-            out = resize_masks_nearest(out, r["masks"].shape[-2:])
-            if not keep_la and config.atrium == "keep":
-                out = out.copy()
-                out[(out == BG) & (r["cleaned"] == LA)] = LA
-            r.update(corrected_masks=np.ascontiguousarray(out, dtype=np.uint8), z=smoothed[j], weights=weights[j],
-                     corrected=True, rounds=round_ + 1)
-        if image_check is not None:
-            curves, checks = _image_check([results[i]["corrected_masks"] for i in todo],
-                                          [spacings[i] for i in todo], image_check)
-            for j, i in enumerate(todo):
-                results[i].update(curves_after=curves[j], check_after=checks[j])
-            todo = [i for i in todo if results[i]["check_after"]["sequence_inconsistent"]]
-            scale[todo] *= config.tighten
-        else:
-            todo = []
+            r.update(curves_after=curves[j], check_after=checks[j])
+            if not checks[j]["sequence_inconsistent"]:
+                continue
+            still.append(i)
+            grow = checks[j]["frame_inconsistent"] & ~r["replace"]
+            if grow.any():
+                r["replace"] |= grow  # frames scope: correct the offending frames too
+            else:
+                scale[i] *= config.tighten  # smooth more
+                stale.append(i)
+        todo = still
     for r in results:
-        r["masks"] = r.pop("corrected_masks", r["masks"])
-        r.pop("model_input", None)
-        r.setdefault("cleaned", None)
+        for key in ("decoded", "decoded_mu", "replace", "base"):
+            r.pop(key, None)
     return results
+
+
+def _decode_native(model, z, size, config: CorrectionConfig, device, grid=None) -> np.ndarray:
+    if config.upsample == "bilinear":
+        return decode_masks(model, z, batch_size=config.batch_size, device=device, size=size, grid=grid)
+    return resize_masks_nearest(decode_masks(model, z, batch_size=config.batch_size, device=device), size)
 
 
 def _frame_counts(check: dict, names) -> dict:
@@ -461,7 +625,7 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
     Returns
     -------
     DataFrame, one row per sequence
-        ``patient_id, view, n_frames, corrected, rounds``; per attribute
+        ``patient_id, view, n_frames, corrected, replaced_frames, rounds``; per attribute
         ``inconsistent_{attr}_before/_after`` (frame counts); ``inconsistent_frames_*``,
         ``inconsistent_frame_ratio_*``, ``sequence_inconsistent_*``;
         ``anatomical_errors_before/_after`` (frames failing the 12 criteria);
@@ -496,7 +660,7 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
             after = r["masks"]
             n_frames += len(after)
             row = {"patient_id": sequence.patient_id, "view": sequence.view, "n_frames": len(after),
-                   "corrected": r["corrected"], "rounds": r["rounds"]}
+                   "corrected": r["corrected"], "replaced_frames": int(r["replaced"].sum()), "rounds": r["rounds"]}
             for when, check in (("before", r["check_before"]), ("after", r["check_after"])):
                 row.update({f"{k}_{when}": v for k, v in _frame_counts(check, names).items()})
             anatomy_before = anatomical_metrics(np.where(before == LA, BG, before) if drop_la else before, spacing,
@@ -549,9 +713,9 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
     table = pd.DataFrame(rows)
     if log is not None:
         seconds = time.perf_counter() - started
+        before, after = (int(table[f"sequence_inconsistent_{w}"].sum()) for w in ("before", "after"))
         print(f"{shard}: {len(table)} sequences, {n_frames} frames in {seconds:.1f} s; inconsistent sequences "
-              f"{int(table['sequence_inconsistent_before'].sum())} -> {int(table['sequence_inconsistent_after'].sum())}",
-              file=log, flush=True)
+              f"{before} -> {after}", file=log, flush=True)
     if out_table is not None:
         write_table(table, out_table)
     return table

@@ -52,14 +52,18 @@ def _members(patients, splits) -> set[str]:
 def load_corrector(checkpoint, device: str = "auto", log=None):
     """``(model, attribute_names, device)`` of a checkpoint written by the trainer.
 
-    ``attribute_names`` are the attributes tied to latent dims 0..K-1 (AR-VAE), [] otherwise.
+    ``attribute_names`` are the attributes tied to latent dims 0..K-1 (AR-VAE), [] otherwise;
+    an AR-VAE checkpoint that does not name them has the trainer's default (the seven
+    attributes of the TMI 2022 order).
     """
-    from echolatent.models.training import load_checkpoint, load_model, resolve_device
+    from echolatent.models.training import ATTRIBUTE_NAMES, load_checkpoint, load_model, resolve_device
 
     dev = resolve_device(device, (lambda m: print(m, file=log, flush=True)) if log is not None else None)
     config = load_checkpoint(checkpoint, map_location="cpu")["config"]
     model = load_model(checkpoint, device=dev)
-    names = list(config.get("attribute_names") or []) if config["loss"]["kind"] == "ar-vae" else []
+    names = []
+    if config["loss"]["kind"] == "ar-vae":
+        names = list(config.get("attribute_names") or ATTRIBUTE_NAMES)
     return model, names, dev
 
 

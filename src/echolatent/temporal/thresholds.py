@@ -148,7 +148,8 @@ def write_thresholds(table: pd.DataFrame, path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
-        table[THRESHOLD_COLUMNS].to_csv(tmp, sep="\t", index=False, float_format="%.9g")
+        # shortest representation that reads back exactly (a rounded tau would flag its own references)
+        table[THRESHOLD_COLUMNS].to_csv(tmp, sep="\t", index=False, float_format=lambda v: repr(float(v)))
         os.replace(tmp, path)
     finally:
         if tmp.exists():
