@@ -26,6 +26,8 @@ wildcard_constraints:
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/anatomy.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/temporal.smk"
+include: "workflow/rules/encode.smk"
 
 
 rule all:
@@ -33,4 +35,6 @@ rule all:
         cohort_outputs(),
         anatomy_outputs(),
         model_outputs(),
+        temporal_paths.latent_outputs(MODEL["name"], SHARDS),
+        temporal_paths.temporal_outputs(MODEL["name"], TEMPORAL, SYNTHETIC, SHARDS),
     default_target: True

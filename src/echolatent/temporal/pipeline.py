@@ -11,13 +11,16 @@ mask shard of the cohort layout holding the reconstructions.
 Correction (:func:`correct_sequences`, :func:`correct_shard`), TMI 2022
 -----------------------------------------------------------------------
 1. pre-clean the native masks (:func:`echolatent.temporal.preclean.preclean`);
-2. resize to the model grid (nearest) and encode ``mu``;
+2. resize to the model input (nearest, through the cohort's grid as the training frames
+   were) and encode ``mu``;
 3. smooth the latent trajectories (:func:`~echolatent.temporal.smoothing.smooth_trajectories`):
    all dimensions with the snake weight, the attribute dimensions with the smallest weight
    that leaves no frame above its latent threshold;
-4. decode and go back to the native grid: by default the logits are resized bilinearly
-   and the argmax taken on the native grid (``upsample="bilinear"``; the reference takes
-   the argmax on the model grid and resizes it, ``upsample="nearest"``);
+4. decode and go back to the native grid: by default the logits are interpolated linearly
+   to the native grid, each model pixel placed where its input was read from, and the
+   argmax is taken there (``upsample="bilinear"``); the reference takes the argmax on the
+   model grid and resizes it (``upsample="nearest"``), whose staircase makes the attribute
+   curves of a 64 px model inconsistent (benchmarks/README.md);
 5. **labels the model does not know.** With a 3-class model (BG/LV/MYO, as in the
    reference) the LA is not corrected. ``atrium="keep"`` (default) puts the pre-cleaned
    input LA back on the pixels the corrected LV/MYO leave as background, so the output
@@ -33,14 +36,15 @@ Beyond the reference (all optional; the image-space thresholds are then needed):
 ``scope="frames"``
     every sequence is pre-cleaned; only its frames that are inconsistent (image space) or
     anatomically invalid after pre-cleaning take the decoded smoothed masks, the others
-    keep the pre-cleaned input. This keeps the detail of the input wherever nothing is
-    wrong with it: a small VAE's reconstruction error is often larger than the error of a
-    good segmentation, so replacing every frame lowers Dice on sound sequences.
+    keep the pre-cleaned input. This keeps the input wherever nothing is wrong with it
+    (smoothing every frame flattens the true motion too), but decoded and input frames may
+    not join consistently.
 ``output="displacement"``
     instead of the decoded masks, a corrected frame is the pre-cleaned input whose
     boundaries move by the displacement between the decoding of its encoded and of its
     smoothed latent code (:func:`transfer_displacement`); the decoder's reconstruction
-    error, common to both decodings, cancels, so only what the smoothing changes changes.
+    error, common to both decodings, cancels, so only what the smoothing changes changes
+    (as long as that error is the same in both: its frame-to-frame part is not).
 ``max_rounds > 1``
     the output is checked in image space after each round; a sequence still inconsistent
     has its offending frames corrected too (``frames``) or, when they all are already, is

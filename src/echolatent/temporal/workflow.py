@@ -18,7 +18,7 @@ DEFAULTS = {
     "reference": "auto",              # auto (observed if synthetic, else input) | truth | observed | input
     "reference_splits": ["train"],
     "latent_thresholds": "image",     # image (reference) | derived
-    "weight": 50.0,
+    "weight": 4.0,                    # free dims, first round (reference: 50; see benchmarks/README.md)
     "max_weight": 128.0,
     "n_bisections": 5,
     "n_neighbours": 1,
