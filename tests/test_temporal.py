@@ -144,24 +144,25 @@ def test_banded_solver_matches_dense_solves(n_neighbours):
             solve_banded(identity + band, np.zeros(n_frames + 1))
 
 
-def reference_smoothing(z, *, constrained, tau, lo, hi, weight=50.0, max_weight=128.0, n_bisections=5):
+def reference_smoothing(z, *, constrained, tau, lo, hi, weight=50.0, max_weight=128.0, n_bisections=5,
+                        max_iterations=200_000):
     """smooth_trajectories written plainly: gradient-descent snake per dimension, bisection per dimension."""
     out = np.empty_like(z)
     for d in range(z.shape[1]):
         if d not in constrained:
-            out[:, d] = gradient_descent_snake(z[:, d], weight)
+            out[:, d] = gradient_descent_snake(z[:, d], weight, max_iterations=max_iterations)
             continue
         k = constrained.index(d)
         low, high = 0.0, max_weight
         for _ in range(n_bisections):
             mid = (low + high) / 2
-            candidate = gradient_descent_snake(z[:, d], mid)
+            candidate = gradient_descent_snake(z[:, d], mid, max_iterations=max_iterations)
             check = temporal_consistency(candidate[:, None], lo[k:k + 1], hi[k:k + 1], tau[k:k + 1])
             if not check["sequence_inconsistent"]:
                 high = mid
             else:
                 low = mid
-        out[:, d] = gradient_descent_snake(z[:, d], high)
+        out[:, d] = gradient_descent_snake(z[:, d], high, max_iterations=max_iterations)
     return out
 
 
