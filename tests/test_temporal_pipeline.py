@@ -19,6 +19,7 @@ from echolatent.temporal.thresholds import (derive_thresholds_table, published_t
                                             write_thresholds)
 
 BG, LV, MYO, LA = 0, 1, 2, 3
+SMOOTH = CorrectionConfig(method="smooth")  # the TMI 2022 reference: smooth and decode every frame
 
 
 # --------------------------------------------------------------------------- a model with a known latent space
@@ -170,7 +171,7 @@ def test_reference_correction_removes_a_spike(spiked_case):
     references = [sequence(clean_scales(20, phase)) for phase in (0.0, 0.3, 0.6, 0.9)]
     constraint = constraint_for(model, references)
     result = correct_sequences(model, [spiked], constraint=constraint, spacings=[(1.0, 1.0)],
-                               image=image_arrays(thresholds))[0]
+                               image=image_arrays(thresholds), config=SMOOTH)[0]
     assert result["check_before"]["sequence_inconsistent"] and result["check_before"]["frame_inconsistent"][8]
     assert not result["check_after"]["sequence_inconsistent"] and result["replaced"].all()
     # The spike is gone: the corrected frame is much closer to the clean one than the spiked input.
@@ -186,19 +187,22 @@ def test_scopes_leave_sound_sequences_and_frames_alone(spiked_case):
     model = KnownModel()
     image = image_arrays(thresholds)
     results = correct_sequences(model, [clean, spiked], constraint=None, spacings=[(1.0, 1.0)] * 2, image=image,
-                                config=CorrectionConfig(scope="inconsistent", max_rounds=3))
+                                config=CorrectionConfig(method="smooth", scope="inconsistent", max_rounds=3))
     assert [r["corrected"] for r in results] == [False, True]
     assert np.array_equal(results[0]["masks"], clean)
     assert not results[1]["check_after"]["sequence_inconsistent"]
     references = [sequence(clean_scales(20, phase)) for phase in (0.0, 0.3, 0.6, 0.9)]
     frames = correct_sequences(model, [spiked], constraint=constraint_for(model, references), spacings=[(1.0, 1.0)],
-                               image=image, config=CorrectionConfig(scope="frames", max_rounds=5))[0]
+                               image=image, config=CorrectionConfig(method="smooth", scope="frames", max_rounds=5))[0]
     replaced = frames["replaced"]
     assert replaced[8] and 0 < replaced.sum() <= 8
     np.testing.assert_array_equal(frames["masks"][~replaced], preclean(spiked)[~replaced])
     assert not frames["check_after"]["sequence_inconsistent"]
     with pytest.raises(ValueError, match="image-space thresholds"):
-        correct_sequences(model, [clean], constraint=None, config=CorrectionConfig(scope="inconsistent"))
+        correct_sequences(model, [clean], constraint=None, config=CorrectionConfig(method="smooth",
+                                                                                   scope="inconsistent"))
+    with pytest.raises(ValueError, match="image-space thresholds"):
+        correct_sequences(model, [clean], constraint=None)  # the default method, repair, needs them too
 
 
 def test_displacement_transfer_cancels_the_decoder_error():
@@ -217,8 +221,9 @@ def test_three_class_model_keeps_the_input_atrium_where_free(spiked_case):
     big = np.repeat(np.repeat(clean, 2, axis=1), 2, axis=2)  # native grid 96 -> model grid 48 and back
     model = KnownModel(n_classes=3)
     assert not np.any(model_input(big, model) == LA) and model_input(big, model).shape == (20, 48, 48)
-    kept = correct_sequences(model, [big], constraint=None)[0]["masks"]
-    dropped = correct_sequences(model, [big], constraint=None, config=CorrectionConfig(atrium="drop"))[0]["masks"]
+    kept = correct_sequences(model, [big], constraint=None, config=SMOOTH)[0]["masks"]
+    dropped = correct_sequences(model, [big], constraint=None, config=CorrectionConfig(method="smooth", atrium="drop"))[
+        0]["masks"]
     assert kept.shape == big.shape and not np.any(dropped == LA)
     assert np.all(kept[big == LA] != BG)                 # LA pixels stay (LA, or LV/MYO where those claim them)
     np.testing.assert_array_equal(kept[kept != LA], dropped[kept != LA])
@@ -310,14 +315,19 @@ def test_stages_end_to_end_on_a_tiny_cohort(tiny_cohort):
                               root / "t" / "latent-derived.tsv", settings={"max_rounds": 3},
                               truth_shard=cohort / "truth" / "shard-0.h5", frames=frames,
                               out_table=root / "t" / "correction.tsv", out_h5=root / "t" / "corrected.h5", device="cpu")
-    assert len(result) == 12 and result["corrected"].all() and result["n_spikes"].sum() > 0
+    assert len(result) == 12 and result["n_spikes"].sum() > 0
+    # the repair touches the sequences with an inconsistent or invalid frame only
+    flagged = result[result["sequence_inconsistent_before"]]
+    assert len(flagged) and flagged["corrected"].all() and set(result["method"]) <= {"none", "repair", "smooth"}
+    untouched = result[~result["corrected"]]
+    assert (untouched["replaced_frames"] == 0).all() and not untouched["sequence_inconsistent_after"].any()
     for column in ("inconsistent_lv_area_before", "inconsistent_frames_after", "anatomical_errors_after",
                    "dice_lv_before", "dice_after", "latent_inconsistent_frames_after", "mean_constrained_weight"):
         assert column in result.columns
     summary = summary_stage([root / "t" / "correction.tsv"], out=root / "t" / "summary.tsv")
     assert summary["sequences"].tolist() == ["all", "spiked", "not_spiked"]
     corrected = {(s.patient_id, s.view): s
-                 for s in iter_shard(root / "t" / "corrected.h5", ("mask_native", "mask", "z"))}
+                 for s in iter_shard(root / "t" / "corrected.h5", ("mask_native", "mask"))}
     assert len(corrected) == 12
     manifest = export_nifti(root / "t" / "corrected.h5", root / "nifti", manifest=root / "t" / "nifti.tsv",
                             relative_to=root / "nifti")
@@ -334,6 +344,14 @@ def test_workflow_settings_and_paths():
 
     settings = workflow.settings({})
     assert settings == workflow.DEFAULTS
+    # the config schema holds the same defaults (one list of keys, one set of values)
+    import yaml
+    from pathlib import Path
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow" / "schemas" /
+                             "config.schema.yaml").read_text())
+    properties = schema["properties"]["temporal"]["properties"]
+    assert {key: spec["default"] for key, spec in properties.items()} == workflow.DEFAULTS
     assert workflow.reference(settings, synthetic=True) == "observed"
     assert workflow.reference(settings, synthetic=False) == "input"
     assert workflow.image_thresholds(workflow.settings({"temporal": {"thresholds": "published"}})) == \

@@ -91,14 +91,25 @@ __all__ = [
 
 MASK_SHARD_FORMAT = "echolatent-mask-shard"
 SCOPES = ("all", "inconsistent", "frames")
+METHODS = ("repair", "smooth")
 CLASS_NAMES = ("bg", "lv", "myo", "la")
 
 
 # --------------------------------------------------------------------------- configuration
 @dataclass
 class CorrectionConfig:
-    """Parameters of the temporal correction (reference defaults)."""
+    """Parameters of the temporal correction.
 
+    ``method="repair"`` (default) repairs the flagged frames only
+    (:mod:`echolatent.temporal.frame_repair`); sequences it leaves inconsistent go to the
+    reference smoothing when ``fallback="smooth"``. ``method="smooth"`` is the TMI 2022
+    pipeline with the options below (the field defaults are the reference's).
+    """
+
+    method: str = "repair"          #: repair (flagged frames only) | smooth (reference: every frame)
+    repair_rounds: int = 3          #: repair: check-and-repair rounds
+    decoder_weights: tuple = (1.0, 0.5, 0.0)  #: repair: weights of the decoder's path tried, first best kept
+    fallback: str = "smooth"        #: repair: smooth | none (sequences still inconsistent after the rounds)
     weight: float = 50.0            #: snake weight of the unconstrained dimensions
     max_weight: float = 128.0       #: upper end of the weight search of the constrained dims
     n_bisections: int = 5
@@ -113,6 +124,13 @@ class CorrectionConfig:
     output: str = "decoded"         #: decoded (reference) | displacement (see the module docstring)
 
     def __post_init__(self):
+        self.decoder_weights = tuple(float(w) for w in self.decoder_weights)
+        if self.method not in METHODS:
+            raise ValueError(f"temporal method must be one of {METHODS}, got {self.method!r}")
+        if self.fallback not in ("smooth", "none"):
+            raise ValueError(f"temporal fallback must be 'smooth' or 'none', got {self.fallback!r}")
+        if self.repair_rounds < 1 or not self.decoder_weights or not all(0 <= w <= 1 for w in self.decoder_weights):
+            raise ValueError("need repair_rounds >= 1 and decoder_weights in [0, 1] (at least one)")
         if self.atrium not in ("keep", "drop"):
             raise ValueError(f"temporal atrium must be 'keep' or 'drop', got {self.atrium!r}")
         if self.output not in ("decoded", "displacement"):
@@ -496,6 +514,9 @@ def correct_sequences(model, masks_native: list[np.ndarray], *, constraint: Late
         ``check_after`` (outputs of :func:`temporal_consistency`).
     """
     config = config or CorrectionConfig()
+    if config.method == "repair":
+        return _repair_sequences(model, masks_native, constraint=constraint, config=config, spacings=spacings,
+                                 image=image, grid=grid, device=device)
     keep_la = knows_atrium(model)
     drop_la = not keep_la and config.atrium == "drop"
     n = len(masks_native)
@@ -585,6 +606,96 @@ def correct_sequences(model, masks_native: list[np.ndarray], *, constraint: Late
     for r in results:
         for key in ("decoded", "decoded_mu", "replace", "base"):
             r.pop(key, None)
+        r.setdefault("method", "smooth" if r["corrected"] else "none")
+    return results
+
+
+def _repair_sequences(model, masks_native, *, constraint, config: CorrectionConfig, spacings, image, grid, device):
+    """``method="repair"`` of :func:`correct_sequences` (:mod:`echolatent.temporal.frame_repair`)."""
+    from echolatent.anatomy import CRITERIA, anatomical_metrics, criteria_validity
+    from echolatent.temporal import frame_repair
+
+    if image is None or spacings is None:
+        raise ValueError("method='repair' needs the image-space thresholds and the spacing of each sequence")
+    names = list(image[0])
+    unknown = sorted(set(names) - set(frame_repair.ATTRIBUTE_REGIONS))
+    if unknown:
+        raise ValueError(f"method='repair' does not know which regions move the attribute(s) {unknown}")
+    image_check = (*image, config.margin)
+    keep_la = knows_atrium(model)
+    drop_la = not keep_la and config.atrium == "drop"
+    labels = (1, 2) if drop_la else (1, 2, 3)
+    attribute_regions = np.array([[r in frame_repair.ATTRIBUTE_REGIONS[a] for r in frame_repair.REGIONS]
+                                  for a in names])
+    criterion_regions = np.array([[r in frame_repair.CRITERION_REGIONS[c] for r in frame_repair.REGIONS]
+                                  for c in CRITERIA])
+
+    results = []
+    for masks, spacing in zip(masks_native, spacings):
+        x = np.asarray(masks, dtype=np.uint8)
+        cleaned = preclean(x, keep_atrium=True)
+        base = np.where(cleaned == LA, BG, cleaned).astype(np.uint8) if drop_la else cleaned
+        (curve_before,), (check_before,) = _image_check([x], [spacing], image_check)
+        r = {"input": x, "cleaned": cleaned, "curves_before": curve_before, "check_before": check_before,
+             "mu": None, "z": None, "weights": None, "rounds": 0, "method": "none"}
+        (curve,), (check,) = _image_check([base], [spacing], image_check)
+        invalid = ~criteria_validity(anatomical_metrics(base, spacing, labels=labels), labels=labels)[
+            list(CRITERIA)].to_numpy(bool)
+        regions = (invalid[:, :, None] & criterion_regions[None]).any(axis=1)
+        out = base
+        if regions.any() or check["sequence_inconsistent"]:
+            size = x.shape[-2:]
+            mu = encode_mu(model, model_input(preclean(x, keep_atrium=keep_la), model, grid),
+                           batch_size=config.batch_size, device=device)
+            decoded_mu = {}
+            for round_ in range(config.repair_rounds):
+                added = frame_repair.select_culprits(check["error_to_threshold"], regions, attribute_regions)
+                if round_ and not added.any():
+                    break
+                regions = regions | added
+                trusted = ~regions.any(axis=1)
+                if not trusted.any():
+                    break  # nothing left to interpolate from: the fallback decides
+                z = frame_repair.interpolate_codes(mu, trusted)
+                repaired = np.flatnonzero(~trusted)
+                prev, nxt, _ = frame_repair.trusted_neighbours(trusted)
+                needed = sorted((set(prev[repaired]) | set(nxt[repaired])) - set(decoded_mu))
+                if needed:
+                    decoded_mu.update(zip(needed, decode_masks(model, mu[needed], batch_size=config.batch_size,
+                                                               device=device, size=size, grid=grid)))
+                decoded_z = dict(zip(repaired, decode_masks(model, z[repaired], batch_size=config.batch_size,
+                                                            device=device, size=size, grid=grid)))
+                dec = np.zeros_like(base)
+                for t, frame in decoded_mu.items():
+                    dec[t] = frame
+                best = None
+                for weight in config.decoder_weights:  # first best: the decoder's path unless it hurts
+                    candidate = frame_repair.repair_frames(base, dec, decoded_z, regions, keep_atrium=keep_la,
+                                                           decoder_weight=weight)
+                    (c_curve,), (c_check,) = _image_check([candidate], [spacing], image_check)
+                    score = int(c_check["frame_inconsistent"].sum())
+                    if best is None or score < best[0]:
+                        best = (score, candidate, c_curve, c_check)
+                    if score == 0:
+                        break
+                _, out, curve, check = best
+                r.update(mu=mu, z=z, rounds=round_ + 1, method="repair")
+                if not check["sequence_inconsistent"]:
+                    break
+        r.update(masks=out, curves_after=curve, check_after=check, replaced=regions.any(axis=1),
+                 repaired_regions=regions, corrected=bool(regions.any()))
+        results.append(r)
+    if config.fallback == "smooth":
+        still = [i for i, r in enumerate(results) if r["check_after"]["sequence_inconsistent"]]
+        if still:
+            smooth = dataclasses.replace(config, method="smooth")
+            redone = correct_sequences(model, [results[i]["input"] for i in still], constraint=constraint,
+                                       config=smooth, spacings=[spacings[i] for i in still], image=image, grid=grid,
+                                       device=device)
+            for i, r in zip(still, redone):
+                r.update(curves_before=results[i]["curves_before"], check_before=results[i]["check_before"],
+                         method="smooth", repaired_regions=results[i]["repaired_regions"])
+                results[i] = r
     return results
 
 
@@ -664,7 +775,8 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
             after = r["masks"]
             n_frames += len(after)
             row = {"patient_id": sequence.patient_id, "view": sequence.view, "n_frames": len(after),
-                   "corrected": r["corrected"], "replaced_frames": int(r["replaced"].sum()), "rounds": r["rounds"]}
+                   "method": r["method"], "corrected": r["corrected"], "replaced_frames": int(r["replaced"].sum()),
+                   "rounds": r["rounds"]}
             for when, check in (("before", r["check_before"]), ("after", r["check_after"])):
                 row.update({f"{k}_{when}": v for k, v in _frame_counts(check, names).items()})
             anatomy_before = anatomical_metrics(np.where(before == LA, BG, before) if drop_la else before, spacing,
@@ -677,7 +789,8 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
                     check = temporal_consistency(z[:, constraint.dims], constraint.lo, constraint.hi, constraint.tau,
                                                  margin=config.margin)
                     row[f"latent_inconsistent_frames_{when}"] = int(check["frame_inconsistent"].sum())
-                row["mean_constrained_weight"] = float(np.mean(r["weights"][constraint.dims]))
+                row["mean_constrained_weight"] = (float(np.mean(r["weights"][constraint.dims]))
+                                                  if r["weights"] is not None else np.nan)
             else:
                 row.update(latent_inconsistent_frames_before=np.nan, latent_inconsistent_frames_after=np.nan,
                            mean_constrained_weight=np.nan)

@@ -272,6 +272,11 @@ def summary_stage(tables, out=None) -> pd.DataFrame:
             delta = members["dice_after"] - members["dice_before"]
             row["dice_change_mean"] = float(delta.mean())
             row["dice_decreased"] = int((delta < 0).sum())
+            row["dice_increased"] = int((delta > 0).sum())
+            row["dice_change_min"] = float(delta.min()) if len(delta) else np.nan
+        if "method" in members.columns:
+            for method in ("repair", "smooth"):
+                row[f"method_{method}"] = int((members["method"] == method).sum())
         rows.append(row)
     result = pd.DataFrame(rows)
     if out is not None:

@@ -18,6 +18,10 @@ DEFAULTS = {
     "reference": "auto",              # auto (observed if synthetic, else input) | truth | observed | input
     "reference_splits": ["train"],
     "latent_thresholds": "image",     # image (reference) | derived
+    "method": "repair",               # repair (flagged frames only) | smooth (reference: every frame)
+    "repair_rounds": 3,
+    "decoder_weights": [1.0, 0.5, 0.0],
+    "fallback": "smooth",             # smooth | none: sequences the repair leaves inconsistent
     "weight": 4.0,                    # free dims, first round (reference: 50; see benchmarks/README.md)
     "max_weight": 128.0,
     "n_bisections": 5,
@@ -33,7 +37,7 @@ DEFAULTS = {
     "export_nifti": True,
     "runtime_minutes": 60,
 }
-CORRECTION_KEYS = ("weight", "max_weight", "n_bisections", "n_neighbours", "margin", "atrium", "scope", "output",
+CORRECTION_KEYS = ("method", "repair_rounds", "decoder_weights", "fallback", "weight", "max_weight", "n_bisections", "n_neighbours", "margin", "atrium", "scope", "output",
                    "upsample", "max_rounds", "tighten", "batch_size")
 
 
