@@ -7,6 +7,7 @@ Modules
 :mod:`~.smoothing`   the exact snake smoother (banded solves) and ``smooth_trajectories``
 :mod:`~.preclean`    morphological pre-cleaning of label maps
 :mod:`~.pipeline`    encoding of shards and temporal correction with a trained VAE (torch)
+:mod:`~.frame_repair`  the default correction: only the flagged frames, rebuilt through the latent space
 :mod:`~.evaluation`  detection rates against a synthetic cohort's injected defects
 :mod:`~.export`      NIfTI export of corrected sequences
 :mod:`~.stages`, :mod:`~.workflow`  one function per workflow rule, and the rules' paths

@@ -8,8 +8,23 @@ and the argmax decoding of ``mu`` with its hard Dice to the encoded input. Outpu
 per-frame table (``patient_id, view, frame, frame_pos, mu_0.., logvar_0.., dice_*``) and a
 mask shard of the cohort layout holding the reconstructions.
 
-Correction (:func:`correct_sequences`, :func:`correct_shard`), TMI 2022
------------------------------------------------------------------------
+Correction (:func:`correct_sequences`, :func:`correct_shard`)
+-------------------------------------------------------------
+Two methods (``CorrectionConfig.method``):
+
+``repair`` (default)
+    only the frames the image-space metric flags (the spike, not its neighbours) or that
+    fail the anatomical criteria are rebuilt, from their trusted neighbours through the
+    latent space, calibrated on the decoder's error (:mod:`echolatent.temporal.frame_repair`);
+    a sequence still inconsistent after ``repair_rounds`` goes to ``smooth``
+    (``fallback="smooth"``). On the synthetic cohort it makes every sequence consistent and
+    keeps the Dice to the clean truth (benchmarks/README.md), where smoothing every frame
+    loses about 0.013.
+``smooth``
+    the TMI 2022 pipeline, below.
+
+The ``smooth`` method:
+
 1. pre-clean the native masks (:func:`echolatent.temporal.preclean.preclean`);
 2. resize to the model input (nearest, through the cohort's grid as the training frames
    were) and encode ``mu``;
