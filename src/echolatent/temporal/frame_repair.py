@@ -208,8 +208,9 @@ def repair_frames(base: np.ndarray, decoded_mu: np.ndarray, decoded_z: dict, reg
     ----------
     base : ndarray (T, H, W)
         Pre-cleaned input.
-    decoded_mu : ndarray (T, H, W)
-        Decoding of the encoded input (on the native grid).
+    decoded_mu : ndarray (T, H, W) or dict {t: ndarray (H, W)}
+        Decoding of the encoded input (on the native grid); only the trusted neighbours of
+        the repaired frames are read, so a dict of those frames is enough.
     decoded_z : dict {t: ndarray (H, W)}
         Decoding of the re-estimated code of each repaired frame.
     regions : ndarray (T, 3) bool

@@ -680,12 +680,9 @@ def _repair_sequences(model, masks_native, *, constraint, config: CorrectionConf
                                                                device=device, size=size, grid=grid)))
                 decoded_z = dict(zip(repaired, decode_masks(model, z[repaired], batch_size=config.batch_size,
                                                             device=device, size=size, grid=grid)))
-                dec = np.zeros_like(base)
-                for t, frame in decoded_mu.items():
-                    dec[t] = frame
                 best = None
                 for weight in config.decoder_weights:  # first best: the decoder's path unless it hurts
-                    candidate = frame_repair.repair_frames(base, dec, decoded_z, regions, keep_atrium=keep_la,
+                    candidate = frame_repair.repair_frames(base, decoded_mu, decoded_z, regions, keep_atrium=keep_la,
                                                            decoder_weight=weight)
                     (c_curve,), (c_check,) = _image_check([candidate], [spacing], image_check)
                     score = int(c_check["frame_inconsistent"].sum())
