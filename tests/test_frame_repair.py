@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from echolatent.temporal.frame_repair import (REGIONS, compose_regions, interpolate_codes, region_sdf,
-                                              repair_frames, select_culprits, trusted_neighbours)
+from echolatent.temporal.frame_repair import (ATTRIBUTE_REGIONS, REGIONS, compose_regions, interpolate_codes,
+                                              plan_repairs, region_sdf, repair_frames, trusted_neighbours)
+from echolatent.temporal.metric import temporal_consistency
 from echolatent.temporal.pipeline import CorrectionConfig, correct_sequences, dice_scores
 from echolatent.temporal.preclean import preclean
 from test_temporal_pipeline import KnownModel, clean_scales, image_arrays, image_thresholds, render, sequence
@@ -30,22 +31,85 @@ def test_trusted_neighbours_interpolate_inside_and_extrapolate_at_the_ends():
         trusted_neighbours(np.zeros(3, bool))
 
 
-def test_select_culprits_takes_the_spike_not_its_neighbours():
-    attribute_regions = np.array([[True, False, False], [True, True, False]])   # lv_area-like, myo_area-like
-    ratio = np.zeros((9, 2))
-    ratio[3:6, 1] = [1.6, 3.1, 1.5]   # a spike at 4: its neighbours deviate by about half, flagged too
-    repaired = np.zeros((9, 3), bool)
-    add = select_culprits(ratio, repaired, attribute_regions)
-    np.testing.assert_array_equal(np.flatnonzero(add.any(axis=1)), [4])
-    np.testing.assert_array_equal(add[4], [True, True, False])
-    # Frame 4 repaired but still flagged: the neighbour with the larger ratio takes the repair.
-    repaired[4] = add[4]
-    add = select_culprits(ratio, repaired, attribute_regions)
-    np.testing.assert_array_equal(np.flatnonzero(add.any(axis=1)), [3])
-    # An unmeasurable attribute counts as flagged.
-    ratio = np.zeros((5, 2))
-    ratio[2, 0] = np.nan
-    assert select_culprits(ratio, np.zeros((5, 3), bool), attribute_regions)[2, 0]
+def test_smooth_interpolation_continues_the_curvature():
+    """The smooth fill minimises the metric's squared deviations: it reproduces cubic trajectories
+    exactly, where a straight line between the trusted frames leaves a kink at each of them."""
+    t = np.arange(12, dtype=float)
+    cubic = np.stack([0.02 * t ** 3 - 0.3 * t ** 2 + t, 1.0 - 0.5 * t + 0.1 * t ** 2], axis=1)
+    trusted = np.ones(12, bool)
+    trusted[[3, 6, 7]] = False
+    np.testing.assert_allclose(interpolate_codes(cubic, trusted), cubic, atol=1e-4)
+    assert np.abs(interpolate_codes(cubic, trusted, method="linear") - cubic).max() > 0.05
+    cycle = np.sin(np.linspace(0, np.pi, 20))[:, None]       # one systolic-diastolic sweep
+    trusted = np.ones(20, bool)
+    trusted[8:11] = False
+    deviation = {m: np.abs(-0.5 * np.diff(interpolate_codes(cycle, trusted, method=m), 2, axis=0)).max()
+                 for m in ("smooth", "linear")}
+    assert deviation["smooth"] < 0.6 * deviation["linear"]
+    with pytest.raises(ValueError, match="interpolation"):
+        interpolate_codes(cycle, trusted, method="spline")
+
+
+NAMES = ("lv_area", "myo_area")
+AREA_REGIONS = np.array([[r in ATTRIBUTE_REGIONS[n] for r in REGIONS] for n in NAMES])
+
+
+def smooth_curves(n=16):
+    t = np.linspace(0, np.pi, n)
+    return np.stack([0.5 + 0.3 * np.sin(t), 0.4 + 0.1 * np.cos(t)], axis=1)
+
+
+def flagged_frames(curves, tau):
+    return np.flatnonzero(temporal_consistency(curves, np.zeros(2), np.ones(2), tau)["frame_inconsistent"])
+
+
+def test_plan_repairs_takes_the_spike_not_its_neighbours():
+    curves = smooth_curves()
+    tau = np.full(2, 0.02)
+    assert not len(flagged_frames(curves, tau))
+    spiked = curves.copy()
+    spiked[6, 0] += 0.08                 # lv_area spike: frames 5, 6 and 7 are flagged
+    np.testing.assert_array_equal(flagged_frames(spiked, tau), [5, 6, 7])
+    add = plan_repairs(spiked, np.zeros(2), np.ones(2), tau, np.zeros((16, 3), bool), AREA_REGIONS)
+    np.testing.assert_array_equal(np.flatnonzero(add.any(axis=1)), [6])
+    np.testing.assert_array_equal(add[6], [True, False, False])        # lv_area moves the LV only
+    # Two opposite spikes side by side are two culprits; a spike's myo_area adds the EPI outline.
+    spiked[7, 1] -= 0.08
+    add = plan_repairs(spiked, np.zeros(2), np.ones(2), tau, np.zeros((16, 3), bool), AREA_REGIONS)
+    np.testing.assert_array_equal(np.flatnonzero(add.any(axis=1)), [6, 7])
+    assert add[7, REGIONS.index("epi")]
+    # Nothing to do on consistent curves; an unmeasurable value is flagged and re-estimated.
+    assert not plan_repairs(curves, np.zeros(2), np.ones(2), tau, np.zeros((16, 3), bool), AREA_REGIONS).any()
+    missing = curves.copy()
+    missing[9, 0] = np.nan
+    add = plan_repairs(missing, np.zeros(2), np.ones(2), tau, np.zeros((16, 3), bool), AREA_REGIONS)
+    np.testing.assert_array_equal(np.flatnonzero(add.any(axis=1)), [9])
+
+
+def test_plan_repairs_never_extrapolates_an_end_frame_and_widens_a_stuck_block():
+    curves = smooth_curves()
+    tau = np.full(2, 0.02)
+    bent = curves.copy()
+    bent[1, 0] += 0.08                   # frame 1 deviates; re-estimating frame 0 would extrapolate
+    add = plan_repairs(bent, np.zeros(2), np.ones(2), tau, np.zeros((16, 3), bool), AREA_REGIONS)
+    np.testing.assert_array_equal(np.flatnonzero(add.any(axis=1)), [1])
+    # Frame 8 already repaired (LV) and still flagged: no single frame helps, so the block
+    # [8] is widened by its trusted neighbours 7 and 9, with the regions it needs.
+    repaired = np.zeros((16, 3), bool)
+    repaired[8, 0] = True
+    stuck = curves.copy()
+    stuck[8, 0] += 0.08
+    assert not plan_repairs(stuck, np.zeros(2), np.ones(2), tau, repaired, AREA_REGIONS, widen=False).any()
+    add = plan_repairs(stuck, np.zeros(2), np.ones(2), tau, repaired, AREA_REGIONS)
+    np.testing.assert_array_equal(np.flatnonzero(add.any(axis=1)), [7, 9])
+    np.testing.assert_array_equal(add[[7, 9]], [[True, False, False]] * 2)
+    # ... but not onto an end frame.
+    repaired[:, :] = False
+    repaired[1, 0] = True
+    stuck = curves.copy()
+    stuck[1, 0] += 0.08
+    add = plan_repairs(stuck, np.zeros(2), np.ones(2), tau, repaired, AREA_REGIONS)
+    np.testing.assert_array_equal(np.flatnonzero(add.any(axis=1)), [2])
 
 
 def test_regions_round_trip_through_signed_distances():
@@ -103,8 +167,11 @@ def test_repair_fixes_the_spiked_frame_and_keeps_the_others(case):
     before, after = (dice_scores(m, clean).mean() for m in (spiked, repaired["masks"]))
     assert after > before
     assert dice_scores(repaired["masks"][8:9], clean[8:9])[0, 0] > 0.97
-    # the code of the repaired frame is the interpolation of its neighbours' codes
-    np.testing.assert_allclose(repaired["z"][8], (repaired["mu"][7] + repaired["mu"][9]) / 2)
+    # the code of the repaired frame is re-estimated from the trusted codes (smooth fill), which
+    # follows the curved cycle better than the straight line between its two neighbours
+    np.testing.assert_allclose(repaired["z"], interpolate_codes(repaired["mu"], ~repaired["replaced"]))
+    linear = (repaired["mu"][7, 0] + repaired["mu"][9, 0]) / 2
+    assert abs(repaired["z"][8, 0] - scales[8]) < 0.2 * abs(linear - scales[8])
 
 
 def test_an_anatomically_invalid_frame_is_repaired_too(case):
@@ -119,22 +186,53 @@ def test_an_anatomically_invalid_frame_is_repaired_too(case):
     assert dice_scores(result["masks"][5:6], clean[5:6])[0, 2] > dice_scores(broken[5:6], clean[5:6])[0, 2]
 
 
+def test_an_anatomical_error_takes_the_smallest_valid_edit(case):
+    """A cut through the wall: the epicardium is rebuilt, the LV keeps the input."""
+    thresholds, scales = case
+    clean = sequence(scales)
+    broken = clean.copy()
+    rows, cols = np.mgrid[0:48, 0:48]
+    broken[5][(clean[5] == MYO) & (rows >= 20) & (rows <= 21) & (cols < 24)] = 0
+    base = preclean(broken)
+    assert (base[5] != broken[5]).sum() > 6          # the largest-blob rule dropped the wall piece below the cut
+    result = correct_sequences(KnownModel(), [broken], constraint=None, spacings=[(1.0, 1.0)], image=thresholds)[0]
+    np.testing.assert_array_equal(np.flatnonzero(result["replaced"]), [5])
+    assert not result["repaired_regions"][5, REGIONS.index("lv")] and result["repaired_regions"][5, REGIONS.index("epi")]
+    np.testing.assert_array_equal(result["masks"][5] == LV, broken[5] == LV)
+    assert dice_scores(result["masks"][5:6], clean[5:6])[0, 1] > dice_scores(base[5:6], clean[5:6])[0, 1] + 0.03
+
+
+def test_a_rebuilt_lv_leaves_the_atrium_its_neighbours_agree_on():
+    scales = clean_scales(9)
+    base = sequence(scales)
+    regions = np.zeros((9, 3), bool)
+    regions[4, REGIONS.index("lv")] = True
+    decoded_z = {4: render(scales[4] * 1.3)}                 # a decoder LV that reaches into the atrium
+    out = repair_frames(base, base, decoded_z, regions)
+    agreed = (base[3] == LA) & (base[4] == LA) & (base[5] == LA)
+    assert agreed.sum() > 50 and np.all(out[4][agreed] == LA)
+    assert (out[4] == LV).sum() > (base[4] == LV).sum()        # the LV did grow, elsewhere
+    regions[4] = True                                          # the heart outline repaired too: no such rule
+    assert np.any(repair_frames(base, base, decoded_z, regions)[4][agreed] != LA)
+
+
 def test_fallback_to_smoothing_when_the_repair_leaves_a_sequence_inconsistent(case):
     thresholds, scales = case
-    spiked_scales = scales.copy()
-    spiked_scales[[6, 7]] *= [1.10, 0.88]     # two opposite spikes side by side: one round repairs one of them
-    spiked = sequence(spiked_scales)
+    clean = sequence(scales)
+    spiked = sequence(np.where(np.arange(20) == 12, scales * 1.12, scales))
+    rows = np.nonzero(clean[5] == LA)[0]
+    spiked[5][(clean[5] == LA) & (np.arange(48)[:, None] < rows.min() + 3)] = 0   # LA detached at frame 5
     common = dict(constraint=None, spacings=[(1.0, 1.0)], image=thresholds)
+    # One round only makes the frames valid (anatomical errors come first): the spike is left.
     left = correct_sequences(KnownModel(), [spiked], config=CorrectionConfig(repair_rounds=1, fallback="none"),
                              **common)[0]
     assert left["method"] == "repair" and left["check_after"]["sequence_inconsistent"]
     redone = correct_sequences(KnownModel(), [spiked], config=CorrectionConfig(repair_rounds=1, weight=4.0,
                                                                                max_rounds=6), **common)[0]
     assert redone["method"] == "smooth" and not redone["check_after"]["sequence_inconsistent"]
-    # more rounds let the repair reach the neighbours (two spikes side by side take four)
-    fixed = correct_sequences(KnownModel(), [spiked], config=CorrectionConfig(repair_rounds=4), **common)[0]
+    fixed = correct_sequences(KnownModel(), [spiked], **common)[0]
     assert fixed["method"] == "repair" and not fixed["check_after"]["sequence_inconsistent"]
-    assert fixed["replaced"][[6, 7]].all() and fixed["replaced"].sum() <= 6
+    np.testing.assert_array_equal(np.flatnonzero(fixed["replaced"]), [5, 12])
 
 
 def test_repair_configuration_is_checked():
@@ -144,4 +242,6 @@ def test_repair_configuration_is_checked():
         CorrectionConfig(fallback="pray")
     with pytest.raises(ValueError, match="decoder_weights"):
         CorrectionConfig(decoder_weights=(1.5,))
+    with pytest.raises(ValueError, match="interpolation"):
+        CorrectionConfig(interpolation="cubic")
     torch.manual_seed(0)  # nothing random in the repair; keeps the module import-order independent

@@ -4,36 +4,42 @@ Why not smooth every frame (the TMI 2022 reference)? On cycles of about 20 frame
 snake flattens the true cardiac motion, and the decoder's own reconstruction error replaces
 the input everywhere: on the synthetic cohort both cost more Dice to the clean truth than
 removing a single-frame spike gains (benchmarks/README.md). The repair method intervenes
-only where the consistency metric or the anatomical criteria point, and keeps the input
+only where the anatomical criteria or the consistency metric point, and keeps the input
 elsewhere:
 
 1. **Pre-clean** the sequence (:func:`~echolatent.temporal.preclean.preclean`) and encode
    every frame (posterior mean ``mu``).
-2. **Select the frames to repair.** Anatomically invalid frames, and the *culprits* of the
-   temporal metric: a spike at frame ``t`` also makes its neighbours deviate (by about half,
-   with the opposite sign), so only the flagged frames whose deviation-to-threshold ratio is
-   a local maximum are taken; their neighbours are re-checked after the repair. Each frame
-   records which nested regions it repairs (:data:`REGIONS`): the regions of the flagged
-   attributes (:data:`ATTRIBUTE_REGIONS`) or of the failed criteria
-   (:data:`CRITERION_REGIONS`); the others keep the input.
-3. **Re-estimate their codes.** The code of a repaired frame is interpolated linearly in time
-   between the codes of the nearest trusted frames (those repairing nothing) on each side:
-   the minimiser of the snake's smoothness term with the trusted frames held fixed, i.e.
-   the snake with data weight 0 on the repaired frames and its weight taken to 0 elsewhere.
-4. **Decode, calibrated on the trusted neighbours.** Working on signed distance maps ``S``
+2. **Anatomically invalid frames first**, with the smallest edit: each such frame may
+   rebuild the nested regions (:data:`REGIONS`) of its failed criteria
+   (:data:`CRITERION_REGIONS`); every subset of them is tried and the valid frame that
+   changes the fewest pixels is kept (a cut through the wall rebuilds the epicardium, a
+   missing atrial band the heart outline, and the rest of the frame keeps the input).
+3. **Plan the temporal repairs** (:func:`plan_repairs`) on the attribute curves of the
+   result: greedily, the frame whose re-estimation removes the most excess deviation, until
+   the curves are consistent. A spike at ``t`` also makes its neighbours deviate by about
+   half, with the opposite sign; re-estimating ``t`` clears them too, so the spike is taken
+   and its neighbours are not. A frame repairs the regions of the attributes it helps
+   (:data:`ATTRIBUTE_REGIONS`).
+4. **Re-estimate the codes** of the repaired frames from the trusted frames (those repairing
+   nothing) by :func:`interpolate_codes`: by default the values that minimise the sum of the
+   squared deviations ``d_t`` of the metric over all frames, the trusted ones held fixed
+   (the snake's smoothness term), which continues the curvature of the cycle instead of
+   drawing a straight line with a kink at each trusted neighbour.
+5. **Decode, calibrated on the trusted neighbours.** Working on signed distance maps ``S``
    of the nested regions (LV ⊂ EPI = LV ∪ MYO ⊂ heart = EPI ∪ LA), a repaired region is::
 
        S_out(t) = S(dec z_t) + a·[S(in_p) − S(dec μ_p)] + (1 − a)·[S(in_n) − S(dec μ_n)]
 
-   with ``p < t < n`` the trusted neighbours and ``a = (n − t)/(n − p)`` (before the first or
+   with ``p < t < n`` the nearest trusted frames and ``a = (n − t)/(n − p)`` (before the first or
    after the last trusted frame, the two nearest trusted frames extrapolate linearly). The bracket is the
    decoder's reconstruction error at the neighbours, interpolated to ``t``: it cancels the
    decoder's bias (a 64 px decoder thins the myocardium, say), so the repaired frame joins
    its input neighbours without a seam, while the shape change between them is the one the
    decoder produces along the latent path (anatomically plausible by training).
-5. **Check and repeat** (up to ``max_rounds``): frames still flagged whose neighbours are not
-   repaired yet are new culprits; a flagged repaired frame extends the repair to its
-   neighbour with the larger deviation.
+6. **Check and repeat** (up to ``repair_rounds`` in the pipeline): the plan runs again on the repaired curves.
+   When no single frame helps any more (the decoded path still bends between its trusted
+   frames), the flagged block is widened by its trusted neighbour on either side (never
+   onto the first or last frame, which would extrapolate).
 
 A sequence still inconsistent after the rounds is left to the caller (the pipeline falls
 back to the reference smoothing of the whole sequence, so no sequence stays inconsistent).
@@ -44,6 +50,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
+from echolatent.temporal.metric import temporal_consistency
 from echolatent.temporal.preclean import LA, LV, MYO, preclean
 
 __all__ = [
@@ -52,7 +59,7 @@ __all__ = [
     "CRITERION_REGIONS",
     "region_sdf",
     "compose_regions",
-    "select_culprits",
+    "plan_repairs",
     "interpolate_codes",
     "trusted_neighbours",
     "repair_frames",
@@ -118,47 +125,127 @@ def compose_regions(sdf: dict) -> np.ndarray:
     return out
 
 
-def select_culprits(ratio: np.ndarray, repaired: np.ndarray, attribute_regions: np.ndarray) -> np.ndarray:
-    """Regions to repair next, from the deviation-to-threshold ratios of the temporal metric.
+def plan_repairs(curves: np.ndarray, lo, hi, tau, repaired: np.ndarray, attribute_regions: np.ndarray, *,
+                 margin: float = 0.0, max_frames: int | None = None, widen: bool = True,
+                 interpolation: str = "smooth") -> np.ndarray:
+    """Fewest frames to repair so that the attribute curves become consistent (greedy, attribute space).
+
+    The repair of a frame moves its attributes to about the linear interpolation between
+    its trusted neighbours. This plans on that proxy, without decoding anything: it adds,
+    one at a time, the frame whose interpolation removes the most excess deviation
+    (frames flagged, then the sum of ``|d_t|/tau - 1`` over the flagged entries), until no
+    frame is flagged or no candidate lowers the excess. A single-frame spike is then taken
+    as one frame (its interpolation also clears the half-size deviations of its
+    neighbours), two adjacent defects as two, and a flagged frame whose deviation comes
+    from its neighbour is left alone, so clean frames are not rebuilt in a cascade.
 
     Parameters
     ----------
-    ratio : ndarray (T, A)
-        ``|d_t| / tau`` per frame and attribute (NaN where not measurable: counts as flagged).
+    curves : ndarray (T, A)
+        Attribute curves of the current sequence (the input, or the output of the last repair).
+    lo, hi, tau : array_like (A,)
+        Normalisation bounds and thresholds of the temporal metric.
     repaired : ndarray (T, R) bool
-        Regions (:data:`REGIONS`) already repaired per frame.
+        Regions (:data:`REGIONS`) already repaired per frame; frames repairing any region are
+        no anchors of the interpolation, and keep their current values in the proxy.
     attribute_regions : ndarray (A, R) bool
         Regions each attribute depends on (:data:`ATTRIBUTE_REGIONS`).
+    margin : float
+        Thresholds are scaled by ``1 + margin``.
+    max_frames : int, optional
+        At most this many frames are added (default: no limit).
+    interpolation : {"smooth", "linear"}
+        How a repaired frame's values are re-estimated (:func:`interpolate_codes`).
+    widen : bool
+        When frames are still flagged but no candidate lowers the excess (the frames around
+        them are already repaired and the proxy says they are fine, but the decoded repair
+        still bends), repair the flagged frames' regions on the anchors on either side of
+        their repaired block too, so that the next round interpolates over a wider window.
 
     Returns
     -------
     ndarray (T, R) bool
-        Regions to add. A flagged frame whose largest ratio is a local maximum (the spike, not
-        its neighbours, which deviate by half of it) adds the regions of its flagged
-        attributes; when it repairs all of them already, its neighbour with the larger ratio
-        takes them (the deviation of a frame involves both neighbours). Flagged frames that
-        are not a local maximum wait: repairing the maximum changes their deviation.
+        Regions to add. A frame takes the regions of the attributes whose excess its
+        interpolation lowers (around it: frames ``t - 1 .. t + 1``) that it does not repair
+        yet. An already repaired frame is a candidate too (a frame rebuilt for an anatomical
+        error may still carry a deviation in another region); it is then interpolated as a
+        whole in the proxy.
     """
-    ratio = np.nan_to_num(np.asarray(ratio, float), nan=np.inf)  # unmeasurable counts as flagged
+    curves = np.asarray(curves, np.float64)
     repaired = np.asarray(repaired, bool)
     attribute_regions = np.asarray(attribute_regions, bool)
-    T = len(ratio)
-    flagged_attr = ratio > 1
-    score = ratio.max(axis=1) if ratio.size else np.zeros(T)
-    needed = (flagged_attr[:, :, None] & attribute_regions[None]).any(axis=1)   # (T, R)
-    left = np.r_[-np.inf, score[:-1]]
-    right = np.r_[score[1:], -np.inf]
-    culprit = (score > 1) & (score >= left) & (score >= right)
+    T = len(curves)
     add = np.zeros_like(repaired)
-    for t in np.flatnonzero(culprit):
-        missing = needed[t] & ~repaired[t]
-        if missing.any():
-            add[t] |= missing
-            continue
-        neighbours = [u for u in (t - 1, t + 1) if 0 <= u < T and (needed[t] & ~repaired[u]).any()]
-        if neighbours:
-            u = max(neighbours, key=lambda v: score[v])
-            add[u] |= needed[t] & ~repaired[u]
+    if T < 3:
+        return add
+
+    def score(batch):
+        ratio = temporal_consistency(batch, lo, hi, tau, margin=margin)["error_to_threshold"]
+        ratio = np.where(np.isnan(ratio), 10.0, ratio)        # unmeasurable: strongly flagged
+        excess = np.clip(ratio - 1.0, 0.0, None)
+        return excess, (excess > 0).sum(axis=(-1, -2)), excess.sum(axis=(-1, -2))
+
+    anchors = ~repaired.any(axis=1)
+    complete = repaired.all(axis=1)
+    new = np.zeros(T, bool)
+    current_excess, n_flagged, total = score(curves)
+    while n_flagged and (max_frames is None or new.sum() < max_frames):
+        flagged = (current_excess > 0).any(axis=1)
+        # Candidates: the flagged frames, and the already repaired frames next to one (a frame
+        # rebuilt for an anatomical error may still carry a deviation in another region, and
+        # the first and last frames, where d = 0, show theirs on their neighbour only). A clean
+        # frame next to a flagged one is no candidate: bending it would hide the flag, not
+        # remove its cause.
+        near = np.r_[flagged[1:], False] | np.r_[False, flagged[:-1]]
+        candidates = np.flatnonzero((flagged | (near & ~anchors)) & ~new & ~complete)
+        if not len(candidates):
+            break
+        trials = np.repeat(curves[None], len(candidates), axis=0)
+        for i, t in enumerate(candidates):
+            untrusted = new.copy()
+            untrusted[t] = True
+            known = anchors & ~untrusted
+            if not known.any():
+                continue
+            idx = np.flatnonzero(untrusted)
+            trials[i, idx] = interpolate_codes(curves, known, method=interpolation)[idx]
+        excess, counts, sums = score(trials)
+        moves = []
+        for i, t in enumerate(candidates):
+            window = slice(max(t - 1, 0), t + 2)
+            lowered = (current_excess[window] - excess[i][window]).max(axis=0) > 0      # (A,)
+            regions = attribute_regions[lowered].any(axis=0) & ~repaired[t]
+            if regions.any() and (counts[i], sums[i]) < (n_flagged, total):
+                moves.append((counts[i], sums[i], i, regions))
+        if not moves:
+            break
+        _, _, best, regions = min(moves, key=lambda m: m[:3])
+        t = candidates[best]
+        add[t] |= regions
+        new[t] = True
+        curves = trials[best]
+        current_excess, n_flagged, total = excess[best], counts[best], sums[best]
+    if n_flagged and not add.any() and widen:
+        # No frame left whose re-estimation helps: the decoded path between the trusted frames
+        # still bends. Widen each repaired block that is flagged or next to a flagged frame by
+        # its trusted neighbour on either side (not onto an end frame), so the re-estimation
+        # spans more frames and its bend per frame shrinks. The widened block repairs the same
+        # regions on all its frames: a frame rebuilding the LV only next to one rebuilding LV
+        # and EPI makes a wall that jumps.
+        flagged = (current_excess > 0).any(axis=1)
+        rebuilt = repaired.any(axis=1)
+        seeds = rebuilt & (flagged | np.r_[flagged[1:], False] | np.r_[False, flagged[:-1]])
+        for t in np.flatnonzero(seeds):
+            left = right = t
+            while left > 0 and rebuilt[left - 1]:
+                left -= 1
+            while right < T - 1 and rebuilt[right + 1]:
+                right += 1
+            window = slice(max(left - 1, 0), min(right + 2, T))
+            regions = repaired[left:right + 1].any(axis=0) | attribute_regions[
+                (current_excess[window] > 0).any(axis=0)].any(axis=0)
+            block = slice(left - 1 if left - 1 >= 1 else left, right + 2 if right + 1 <= T - 2 else right + 1)
+            add[block] |= regions & ~repaired[block]
     return add
 
 
@@ -194,14 +281,57 @@ def trusted_neighbours(trusted: np.ndarray):
     return first, second, a
 
 
-def interpolate_codes(z: np.ndarray, trusted: np.ndarray) -> np.ndarray:
-    """Codes (T, D) with the untrusted frames interpolated linearly between the trusted ones."""
+def interpolate_codes(z: np.ndarray, trusted: np.ndarray, *, method: str = "smooth",
+                      regularisation: float = 1e-6) -> np.ndarray:
+    """Codes (T, D) (or any curves) with the untrusted frames re-estimated from the trusted ones.
+
+    Parameters
+    ----------
+    z : ndarray (T, D)
+    trusted : ndarray (T,) bool
+        Frames kept as they are.
+    method : {"smooth", "linear"}
+        ``"linear"``: straight lines between the nearest trusted frames (linear extrapolation
+        beyond the first / last, :func:`trusted_neighbours`). ``"smooth"`` (default): the
+        values minimising the sum of the squared deviations ``d_t`` of the temporal metric
+        over all interior frames, trusted ones included, i.e. the snake's smoothness term with
+        the trusted frames held fixed. A straight line zeroes ``d`` on the repaired frames but
+        puts a kink at the trusted frames on either side, which then look like outliers
+        themselves (a cardiac cycle is curved); the smooth fill continues the curvature of the
+        trusted frames (a discrete cubic spline).
+    regularisation : float
+        Weight of a small pull towards the linear fill, which fixes the values the deviations
+        do not determine.
+    """
+    z = np.asarray(z, np.float64)
+    trusted = np.asarray(trusted, bool)
     prev, nxt, a = trusted_neighbours(trusted)
-    return a[:, None] * z[prev] + (1 - a[:, None]) * z[nxt]
+    shape = (-1,) + (1,) * (z.ndim - 1)
+    linear = a.reshape(shape) * z[prev] + (1 - a.reshape(shape)) * z[nxt]
+    if method == "linear":
+        return linear
+    if method != "smooth":
+        raise ValueError(f"interpolation method must be 'smooth' or 'linear', got {method!r}")
+    T = len(z)
+    unknown = np.flatnonzero(~trusted)
+    if not len(unknown) or T < 3 or trusted.sum() < 2:
+        return linear
+    # d = L z with L the (T - 2, T) operator of the metric: d_t = z_t - (z_{t-1} + z_{t+1}) / 2.
+    L = np.zeros((T - 2, T))
+    rows = np.arange(T - 2)
+    L[rows, rows], L[rows, rows + 1], L[rows, rows + 2] = -0.5, 1.0, -0.5
+    L_u, L_k = L[:, unknown], L[:, trusted]
+    flat = z.reshape(T, -1)
+    lhs = L_u.T @ L_u + regularisation * np.eye(len(unknown))
+    rhs = -L_u.T @ (L_k @ flat[trusted]) + regularisation * linear.reshape(T, -1)[unknown]
+    out = flat.copy()
+    out[unknown] = np.linalg.solve(lhs, rhs)
+    return out.reshape(z.shape)
 
 
 def repair_frames(base: np.ndarray, decoded_mu: np.ndarray, decoded_z: dict, regions: np.ndarray,
-                  *, keep_atrium: bool = True, decoder_weight: float = 1.0) -> np.ndarray:
+                  *, keep_atrium: bool = True, decoder_weight: float = 1.0, minimal=None, valid=None,
+                  return_regions: bool = False):
     """Rebuild the repaired regions of the frames of a sequence (step 4 of the module docstring).
 
     Parameters
@@ -217,43 +347,89 @@ def repair_frames(base: np.ndarray, decoded_mu: np.ndarray, decoded_z: dict, reg
         Regions (:data:`REGIONS` order) each frame repairs; frames repairing none are trusted.
     keep_atrium : bool
         False for a model without the LA class: the heart outline keeps the input.
+    decoder_weight : float
+        Weight of the decoder's path (the bracket of step 4 is always added in full):
+        1 follows the decoder, 0 interpolates the neighbours' outlines alone.
+    minimal : ndarray (T,) bool, optional
+        Frames (repaired for an anatomical error only) that take the smallest edit: every
+        non-empty subset of their regions is tried, and the valid result (``valid``) that
+        changes the fewest pixels of the input is kept (all their regions if none is valid).
+        A cut through the wall then rebuilds the epicardium alone, and a missing atrial band
+        the heart outline alone, instead of the LV, the wall and the atrium together.
+    valid : callable, optional
+        ``valid(frame) -> bool``: whether a rebuilt (pre-cleaned) frame passes the anatomical
+        criteria; needed with ``minimal``.
+    return_regions : bool
+        Also return the regions actually rebuilt per frame (``minimal`` may use fewer).
 
     Returns
     -------
     ndarray (T, H, W) uint8
         The sequence with the repaired frames rebuilt (and pre-cleaned), the others unchanged.
+        Where a frame keeps its heart outline, its input LA pixels that are LA in both trusted
+        neighbours stay LA: a rebuilt LV or wall does not take the atrium (an endocardial spike
+        leaves the atrium where it was).
+    ndarray (T, 3) bool
+        With ``return_regions``: the regions rebuilt per frame.
     """
-    regions = np.asarray(regions, bool)
+    regions = np.array(regions, bool)
     if not keep_atrium:
-        regions = regions.copy()
         regions[:, REGIONS.index("heart")] = False
+    if minimal is not None and valid is None:
+        raise ValueError("minimal edits need the validity check `valid`")
     out = np.array(base, dtype=np.uint8, copy=True)
     trusted = ~regions.any(axis=1)
     if trusted.all():
-        return out
+        return (out, regions) if return_regions else out
     prev, nxt, a = trusted_neighbours(trusted)
     cache = {}
 
     def sdf(kind, t, region):
         key = (kind, t, region)
         if key not in cache:
-            cache[key] = region_sdf((base if kind == "in" else decoded_mu)[t], region)
+            source = {"in": base, "dec": decoded_mu, "z": decoded_z}[kind]
+            cache[key] = region_sdf(source[t], region)
         return cache[key]
 
+    def rebuilt(t, region):
+        p, n, w = prev[t], nxt[t], a[t]
+        interp_in = w * sdf("in", p, region) + (1 - w) * sdf("in", n, region)
+        if decoder_weight == 0:
+            return interp_in
+        interp_dec = w * sdf("dec", p, region) + (1 - w) * sdf("dec", n, region)
+        return interp_in + decoder_weight * (sdf("z", t, region) - interp_dec)
+
+    def build(t, chosen):
+        frame = compose_regions({region: rebuilt(t, region) if chosen[j] else sdf("in", t, region)
+                                 for j, region in enumerate(REGIONS)})
+        if not chosen[REGIONS.index("heart")]:
+            # The atrium is not repaired here: its input pixels that the trusted neighbours
+            # agree on stay LA, so a rebuilt LV or wall does not take them.
+            frame[(base[t] == LA) & (base[prev[t]] == LA) & (base[nxt[t]] == LA)] = LA
+        return preclean(frame[None], keep_atrium=True)[0]
+
     for t in np.flatnonzero(~trusted):
-        maps = {}
-        for j, region in enumerate(REGIONS):
-            if not regions[t, j]:
-                maps[region] = region_sdf(base[t], region)
-                continue
-            p, n, w = prev[t], nxt[t], a[t]
-            interp_in = w * sdf("in", p, region) + (1 - w) * sdf("in", n, region)
-            if decoder_weight == 0:
-                maps[region] = interp_in
-                continue
-            interp_dec = w * sdf("dec", p, region) + (1 - w) * sdf("dec", n, region)
-            maps[region] = interp_in + decoder_weight * (region_sdf(decoded_z[t], region) - interp_dec)
-        out[t] = compose_regions(maps)
-    repaired = np.flatnonzero(~trusted)
-    out[repaired] = preclean(out[repaired], keep_atrium=True)
-    return out
+        if minimal is None or not minimal[t]:
+            out[t] = build(t, regions[t])
+            continue
+        best = None
+        for subset in _subsets(regions[t]):
+            frame = build(t, subset)
+            if valid(frame):
+                changed = int(np.count_nonzero(frame != base[t]))
+                if best is None or changed < best[0]:
+                    best = (changed, frame, subset)
+        if best is None:
+            out[t] = build(t, regions[t])
+        else:
+            out[t], regions[t] = best[1], best[2]
+    return (out, regions) if return_regions else out
+
+
+def _subsets(chosen: np.ndarray):
+    """Non-empty subsets of the regions marked in ``chosen`` (R,), as (R,) bool arrays."""
+    index = np.flatnonzero(chosen)
+    for bits in range(1, 2 ** len(index)):
+        subset = np.zeros_like(chosen)
+        subset[index[[k for k in range(len(index)) if bits >> k & 1]]] = True
+        yield subset

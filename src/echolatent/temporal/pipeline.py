@@ -13,13 +13,13 @@ Correction (:func:`correct_sequences`, :func:`correct_shard`)
 Two methods (``CorrectionConfig.method``):
 
 ``repair`` (default)
-    only the frames the image-space metric flags (the spike, not its neighbours) or that
-    fail the anatomical criteria are rebuilt, from their trusted neighbours through the
-    latent space, calibrated on the decoder's error (:mod:`echolatent.temporal.frame_repair`);
-    a sequence still inconsistent after ``repair_rounds`` goes to ``smooth``
-    (``fallback="smooth"``). On the synthetic cohort it makes every sequence consistent and
-    keeps the Dice to the clean truth (benchmarks/README.md), where smoothing every frame
-    loses about 0.013.
+    only the frames that fail the anatomical criteria (with the smallest valid edit) or that
+    the image-space metric needs re-estimated (the spike, not its neighbours) are rebuilt,
+    from the trusted frames through the latent space, calibrated on the decoder's error
+    (:mod:`echolatent.temporal.frame_repair`); a sequence still inconsistent after
+    ``repair_rounds`` goes to ``smooth`` (``fallback="smooth"``). On the synthetic cohort it
+    makes every sequence consistent and raises the Dice to the clean truth on spiked and on
+    other sequences (benchmarks/README.md), where smoothing every frame loses about 0.013.
 ``smooth``
     the TMI 2022 pipeline, below.
 
@@ -122,9 +122,10 @@ class CorrectionConfig:
     """
 
     method: str = "repair"          #: repair (flagged frames only) | smooth (reference: every frame)
-    repair_rounds: int = 3          #: repair: check-and-repair rounds
+    repair_rounds: int = 5          #: repair: check-and-repair rounds
     decoder_weights: tuple = (1.0, 0.5, 0.0)  #: repair: weights of the decoder's path tried, first best kept
     fallback: str = "smooth"        #: repair: smooth | none (sequences still inconsistent after the rounds)
+    interpolation: str = "smooth"   #: repair: codes of the repaired frames: smooth (min. sum d_t^2) | linear
     weight: float = 50.0            #: snake weight of the unconstrained dimensions
     max_weight: float = 128.0       #: upper end of the weight search of the constrained dims
     n_bisections: int = 5
@@ -146,6 +147,8 @@ class CorrectionConfig:
             raise ValueError(f"temporal fallback must be 'smooth' or 'none', got {self.fallback!r}")
         if self.repair_rounds < 1 or not self.decoder_weights or not all(0 <= w <= 1 for w in self.decoder_weights):
             raise ValueError("need repair_rounds >= 1 and decoder_weights in [0, 1] (at least one)")
+        if self.interpolation not in ("smooth", "linear"):
+            raise ValueError(f"temporal interpolation must be 'smooth' or 'linear', got {self.interpolation!r}")
         if self.atrium not in ("keep", "drop"):
             raise ValueError(f"temporal atrium must be 'keep' or 'drop', got {self.atrium!r}")
         if self.output not in ("decoded", "displacement"):
@@ -647,6 +650,10 @@ def _repair_sequences(model, masks_native, *, constraint, config: CorrectionConf
 
     results = []
     for masks, spacing in zip(masks_native, spacings):
+        def valid(frame, spacing=spacing):
+            metrics = anatomical_metrics(frame[None], spacing, labels=labels)
+            return bool(criteria_validity(metrics, labels=labels)[list(CRITERIA)].to_numpy(bool).all())
+
         x = np.asarray(masks, dtype=np.uint8)
         cleaned = preclean(x, keep_atrium=True)
         base = np.where(cleaned == LA, BG, cleaned).astype(np.uint8) if drop_la else cleaned
@@ -657,6 +664,9 @@ def _repair_sequences(model, masks_native, *, constraint, config: CorrectionConf
         invalid = ~criteria_validity(anatomical_metrics(base, spacing, labels=labels), labels=labels)[
             list(CRITERIA)].to_numpy(bool)
         regions = (invalid[:, :, None] & criterion_regions[None]).any(axis=1)
+        # Frames rebuilt for an anatomical error only take the smallest valid edit among the
+        # regions of their failed criteria; `regions` holds what each frame actually rebuilds.
+        criteria_regions, minimal = regions.copy(), regions.any(axis=1)
         out = base
         if regions.any() or check["sequence_inconsistent"]:
             size = x.shape[-2:]
@@ -664,14 +674,23 @@ def _repair_sequences(model, masks_native, *, constraint, config: CorrectionConf
                            batch_size=config.batch_size, device=device)
             decoded_mu = {}
             for round_ in range(config.repair_rounds):
-                added = frame_repair.select_culprits(check["error_to_threshold"], regions, attribute_regions)
+                if round_ == 0 and minimal.any():
+                    # First make every frame valid (their smallest edits), then plan the temporal
+                    # repairs on the curves of the result: a minimal edit may leave attributes the
+                    # plan would otherwise assume interpolated.
+                    added = np.zeros_like(regions)
+                else:
+                    added = frame_repair.plan_repairs(curve, *image[1:4], regions, attribute_regions,
+                                                      margin=config.margin, widen=round_ > 0,
+                                                      interpolation=config.interpolation)
                 if round_ and not added.any():
                     break
-                regions = regions | added
+                minimal &= ~added.any(axis=1)
+                regions = np.where(minimal[:, None], criteria_regions, regions | added | criteria_regions)
                 trusted = ~regions.any(axis=1)
                 if not trusted.any():
                     break  # nothing left to interpolate from: the fallback decides
-                z = frame_repair.interpolate_codes(mu, trusted)
+                z = frame_repair.interpolate_codes(mu, trusted, method=config.interpolation)
                 repaired = np.flatnonzero(~trusted)
                 prev, nxt, _ = frame_repair.trusted_neighbours(trusted)
                 needed = sorted((set(prev[repaired]) | set(nxt[repaired])) - set(decoded_mu))
@@ -682,15 +701,16 @@ def _repair_sequences(model, masks_native, *, constraint, config: CorrectionConf
                                                             device=device, size=size, grid=grid)))
                 best = None
                 for weight in config.decoder_weights:  # first best: the decoder's path unless it hurts
-                    candidate = frame_repair.repair_frames(base, decoded_mu, decoded_z, regions, keep_atrium=keep_la,
-                                                           decoder_weight=weight)
+                    candidate, rebuilt = frame_repair.repair_frames(
+                        base, decoded_mu, decoded_z, regions, keep_atrium=keep_la, decoder_weight=weight,
+                        minimal=minimal, valid=valid, return_regions=True)
                     (c_curve,), (c_check,) = _image_check([candidate], [spacing], image_check)
                     score = int(c_check["frame_inconsistent"].sum())
                     if best is None or score < best[0]:
-                        best = (score, candidate, c_curve, c_check)
+                        best = (score, candidate, c_curve, c_check, rebuilt)
                     if score == 0:
                         break
-                _, out, curve, check = best
+                _, out, curve, check, regions = best
                 r.update(mu=mu, z=z, rounds=round_ + 1, method="repair")
                 if not check["sequence_inconsistent"]:
                     break

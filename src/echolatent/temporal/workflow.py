@@ -19,8 +19,9 @@ DEFAULTS = {
     "reference_splits": ["train"],
     "latent_thresholds": "image",     # image (reference) | derived
     "method": "repair",               # repair (flagged frames only) | smooth (reference: every frame)
-    "repair_rounds": 3,
+    "repair_rounds": 5,
     "decoder_weights": [1.0, 0.5, 0.0],
+    "interpolation": "smooth",        # smooth (min. sum of squared deviations) | linear
     "fallback": "smooth",             # smooth | none: sequences the repair leaves inconsistent
     "weight": 4.0,                    # free dims, first round (reference: 50; see benchmarks/README.md)
     "max_weight": 128.0,
@@ -37,8 +38,9 @@ DEFAULTS = {
     "export_nifti": True,
     "runtime_minutes": 60,
 }
-CORRECTION_KEYS = ("method", "repair_rounds", "decoder_weights", "fallback", "weight", "max_weight", "n_bisections", "n_neighbours", "margin", "atrium", "scope", "output",
-                   "upsample", "max_rounds", "tighten", "batch_size")
+CORRECTION_KEYS = ("method", "repair_rounds", "decoder_weights", "interpolation", "fallback", "weight", "max_weight",
+                   "n_bisections", "n_neighbours", "margin", "atrium", "scope", "output", "upsample", "max_rounds",
+                   "tighten", "batch_size")
 
 
 def settings(config: dict) -> dict:
