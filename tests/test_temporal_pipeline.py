@@ -382,3 +382,19 @@ def test_upsampling_places_model_pixels_where_they_were_sampled():
     on_grid = decode_masks(model, z, size=(128, 128), grid=96)  # through a cohort grid, as in training
     np.testing.assert_array_equal(model_input(on_grid, model, grid=96)[0], render(1.0))
     assert np.array_equal(decode_masks(model, z)[0], render(1.0))
+
+
+def test_native_decoding_helpers_match_their_plain_versions():
+    from echolatent.temporal.pipeline import _argmax_channels, _linear_weights, sampled_positions
+
+    logits = torch.randn(3, 4, 7, 9)
+    logits[0, 2] = logits[0, 1]                # ties: the first maximum wins, as in argmax
+    np.testing.assert_array_equal(_argmax_channels(logits).numpy(), logits.argmax(1).numpy())
+    weights = _linear_weights(sampled_positions(256, 64), 256).numpy()
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
+    assert ((weights > 0).sum(axis=1) <= 2).all()
+    # a linear ramp on the model grid stays linear between the sampled positions
+    positions = sampled_positions(256, 64)
+    ramp = weights @ np.arange(64, dtype=np.float32)
+    inside = slice(positions[0], positions[-1] + 1)
+    assert np.all(np.diff(ramp[inside]) >= 0) and abs(ramp[positions[10]] - 10) < 1e-5
