@@ -126,18 +126,19 @@ def compose_regions(sdf: dict) -> np.ndarray:
 
 
 def plan_repairs(curves: np.ndarray, lo, hi, tau, repaired: np.ndarray, attribute_regions: np.ndarray, *,
-                 margin: float = 0.0, max_frames: int | None = None, widen: bool = True,
+                 margin: float = 0.0, widen: bool = True,
                  interpolation: str = "smooth") -> np.ndarray:
     """Fewest frames to repair so that the attribute curves become consistent (greedy, attribute space).
 
-    The repair of a frame moves its attributes to about the linear interpolation between
-    its trusted neighbours. This plans on that proxy, without decoding anything: it adds,
-    one at a time, the frame whose interpolation removes the most excess deviation
-    (frames flagged, then the sum of ``|d_t|/tau - 1`` over the flagged entries), until no
-    frame is flagged or no candidate lowers the excess. A single-frame spike is then taken
-    as one frame (its interpolation also clears the half-size deviations of its
-    neighbours), two adjacent defects as two, and a flagged frame whose deviation comes
-    from its neighbour is left alone, so clean frames are not rebuilt in a cascade.
+    The repair of a frame moves its attributes to about their re-estimation from the
+    trusted frames (:func:`interpolate_codes` applied to the curves). This plans on that
+    proxy, without decoding anything: it adds, one at a time, the candidate whose
+    re-estimation leaves the fewest flagged (frame, attribute) entries, then the least
+    excess (the sum of ``|d_t|/tau - 1`` over them), until no frame is flagged or no
+    candidate lowers the excess. A single-frame spike is then taken as one frame (its
+    re-estimation also clears the half-size deviations of its neighbours), two adjacent
+    defects as two, and clean frames are not rebuilt in a cascade: a frame is a candidate
+    only when flagged itself, or when already repaired and next to a flagged frame.
 
     Parameters
     ----------
@@ -152,24 +153,22 @@ def plan_repairs(curves: np.ndarray, lo, hi, tau, repaired: np.ndarray, attribut
         Regions each attribute depends on (:data:`ATTRIBUTE_REGIONS`).
     margin : float
         Thresholds are scaled by ``1 + margin``.
-    max_frames : int, optional
-        At most this many frames are added (default: no limit).
     interpolation : {"smooth", "linear"}
         How a repaired frame's values are re-estimated (:func:`interpolate_codes`).
     widen : bool
-        When frames are still flagged but no candidate lowers the excess (the frames around
-        them are already repaired and the proxy says they are fine, but the decoded repair
-        still bends), repair the flagged frames' regions on the anchors on either side of
-        their repaired block too, so that the next round interpolates over a wider window.
+        When frames are still flagged but no candidate lowers the excess (the proxy says
+        the repaired frames are fine, but the decoded repair still bends), extend each
+        repaired block that is flagged or next to a flagged frame by its trusted neighbour on
+        either side (not onto the first or last frame), with the block's regions, so that the
+        next round re-estimates over a wider window.
 
     Returns
     -------
     ndarray (T, R) bool
         Regions to add. A frame takes the regions of the attributes whose excess its
-        interpolation lowers (around it: frames ``t - 1 .. t + 1``) that it does not repair
-        yet. An already repaired frame is a candidate too (a frame rebuilt for an anatomical
-        error may still carry a deviation in another region); it is then interpolated as a
-        whole in the proxy.
+        re-estimation lowers (around it: frames ``t - 1 .. t + 1``) that it does not repair
+        yet; an already repaired frame (rebuilt for an anatomical error, say) may so add a
+        region it did not rebuild.
     """
     curves = np.asarray(curves, np.float64)
     repaired = np.asarray(repaired, bool)
@@ -189,7 +188,7 @@ def plan_repairs(curves: np.ndarray, lo, hi, tau, repaired: np.ndarray, attribut
     complete = repaired.all(axis=1)
     new = np.zeros(T, bool)
     current_excess, n_flagged, total = score(curves)
-    while n_flagged and (max_frames is None or new.sum() < max_frames):
+    while n_flagged:
         flagged = (current_excess > 0).any(axis=1)
         # Candidates: the flagged frames, and the already repaired frames next to one (a frame
         # rebuilt for an anatomical error may still carry a deviation in another region, and
@@ -332,7 +331,7 @@ def interpolate_codes(z: np.ndarray, trusted: np.ndarray, *, method: str = "smoo
 def repair_frames(base: np.ndarray, decoded_mu: np.ndarray, decoded_z: dict, regions: np.ndarray,
                   *, keep_atrium: bool = True, decoder_weight: float = 1.0, minimal=None, valid=None,
                   return_regions: bool = False):
-    """Rebuild the repaired regions of the frames of a sequence (step 4 of the module docstring).
+    """Rebuild the repaired regions of the frames of a sequence (step 5 of the module docstring).
 
     Parameters
     ----------

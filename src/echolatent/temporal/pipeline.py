@@ -689,9 +689,10 @@ def _repair_sequences(model, masks_native, *, constraint, config: CorrectionConf
 
     results = []
     for masks, spacing in zip(masks_native, spacings):
-        def valid(frame, spacing=spacing):
-            metrics = anatomical_metrics(frame[None], spacing, labels=labels)
-            return bool(criteria_validity(metrics, labels=labels)[list(CRITERIA)].to_numpy(bool).all())
+        def failed(frames, spacing=spacing):
+            """(T, 12) bool: the anatomical criteria each frame fails."""
+            metrics = anatomical_metrics(frames, spacing, labels=labels)
+            return ~criteria_validity(metrics, labels=labels)[list(CRITERIA)].to_numpy(bool)
 
         x = np.asarray(masks, dtype=np.uint8)
         cleaned = preclean(x, keep_atrium=True)
@@ -700,9 +701,7 @@ def _repair_sequences(model, masks_native, *, constraint, config: CorrectionConf
         r = {"input": x, "cleaned": cleaned, "curves_before": curve_before, "check_before": check_before,
              "mu": None, "z": None, "weights": None, "rounds": 0, "method": "none"}
         (curve,), (check,) = _image_check([base], [spacing], image_check)
-        invalid = ~criteria_validity(anatomical_metrics(base, spacing, labels=labels), labels=labels)[
-            list(CRITERIA)].to_numpy(bool)
-        regions = (invalid[:, :, None] & criterion_regions[None]).any(axis=1)
+        regions = (failed(base)[:, :, None] & criterion_regions[None]).any(axis=1)
         # Frames rebuilt for an anatomical error only take the smallest valid edit among the
         # regions of their failed criteria; `regions` holds what each frame actually rebuilds.
         criteria_regions, minimal = regions.copy(), regions.any(axis=1)
@@ -742,7 +741,7 @@ def _repair_sequences(model, masks_native, *, constraint, config: CorrectionConf
                 for weight in config.decoder_weights:  # first best: the decoder's path unless it hurts
                     candidate, rebuilt = frame_repair.repair_frames(
                         base, decoded_mu, decoded_z, regions, keep_atrium=keep_la, decoder_weight=weight,
-                        minimal=minimal, valid=valid, return_regions=True)
+                        minimal=minimal, valid=lambda frame: not failed(frame[None]).any(), return_regions=True)
                     (c_curve,), (c_check,) = _image_check([candidate], [spacing], image_check)
                     score = int(c_check["frame_inconsistent"].sum())
                     if best is None or score < best[0]:
