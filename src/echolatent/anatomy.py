@@ -436,16 +436,21 @@ def _gap_area(T, start, a: int, b: int, s: float, pocket, a_holes, b_holes) -> n
     return np.where(area > s, area, 0)
 
 
+def _dilate8(mask: np.ndarray) -> np.ndarray:
+    """Binary dilation by the 3 x 3 square (8-neighbourhood), as two separable shifts; pixels
+    outside the array count as unset."""
+    rows = mask.copy()
+    rows[:, 1:] |= mask[:, :-1]
+    rows[:, :-1] |= mask[:, 1:]
+    out = rows.copy()
+    out[1:] |= rows[:-1]
+    out[:-1] |= rows[1:]
+    return out
+
+
 def _frontier_count(C: np.ndarray, S: np.ndarray, other_value: int, start: np.ndarray) -> np.ndarray:
     """Per tile, pixels of S with a pixel of value ``other_value`` in their 3 x 3 neighbourhood (0 if <= 1)."""
-    o = C == other_value
-    d = o.copy()
-    d[:, 1:] |= o[:, :-1]
-    d[:, :-1] |= o[:, 1:]
-    e = d.copy()
-    e[1:] |= d[:-1]
-    e[:-1] |= d[1:]
-    e &= S
+    e = _dilate8(C == other_value) & S
     f = _tile_sum(np.count_nonzero(e, axis=1), start)
     return np.where(f <= 1, 0, f)
 
@@ -652,14 +657,7 @@ def _components(img, S, start, hs, k, others):
             S = img == k
             lab, nlab, lo_m, cnt_m = _mosaic_labels(S, start, conn8=True)
         for v in others:
-            o = img == v
-            d = o.copy()
-            d[:, 1:] |= o[:, :-1]
-            d[:, :-1] |= o[:, 1:]
-            e = d.copy()
-            e[1:] |= d[:-1]
-            e[:-1] |= d[1:]
-            e &= S
+            e = _dilate8(img == v) & S
             touched = np.zeros(nlab + 1, np.int64)
             touched[lab[e]] = 1
             touched[0] = 0

@@ -61,7 +61,8 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 from skimage.measure import find_contours
 
-from echolatent.anatomy import _as_label_batch, _check_spacing, _first_last, _foreground_boxes, _stack, _tile_sum
+from echolatent.anatomy import (_as_label_batch, _check_spacing, _dilate8, _first_last, _foreground_boxes, _stack,
+                                _tile_sum)
 
 __all__ = ["TEMPORAL_ATTRIBUTES", "ATTRIBUTES", "MM_ATTRIBUTES", "shape_attributes", "lv_landmarks"]
 
@@ -429,14 +430,3 @@ def _polar_apex(contour: np.ndarray, centre_r: float, centre_c: float) -> np.nda
     if not up.any():
         return np.full(2, np.nan)
     return contour[order[peaks[up][props["peak_heights"][up].argmax()]]].astype(float)
-
-
-def _dilate8(b: np.ndarray) -> np.ndarray:
-    """3 x 3 binary dilation, pixels outside the array being unset."""
-    d = b.copy()
-    d[:, 1:] |= b[:, :-1]
-    d[:, :-1] |= b[:, 1:]
-    e = d.copy()
-    e[1:] |= d[:-1]
-    e[:-1] |= d[1:]
-    return e

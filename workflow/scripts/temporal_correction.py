@@ -1,4 +1,4 @@
-"""Rule temporal_correction: smooth the latent trajectories of one shard's sequences; before/after table."""
+"""Rule temporal_correction: correct one shard's sequences (repair or smoothing); before/after table."""
 
 import sys
 

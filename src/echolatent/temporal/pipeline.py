@@ -405,6 +405,19 @@ class _MaskShardWriter:
             self.tmp.unlink()
 
 
+def _chunks(items, limit, *, size=lambda item: 1):
+    """Lists of consecutive items whose total ``size`` reaches ``limit`` (the last one may be short)."""
+    chunk, total = [], 0
+    for item in items:
+        chunk.append(item)
+        total += size(item)
+        if total >= limit:
+            yield chunk
+            chunk, total = [], 0
+    if chunk:
+        yield chunk
+
+
 def _shard_grid(shard) -> int | None:
     """The cohort's model grid (root attribute ``image_size``) of a shard, if recorded."""
     with h5py.File(shard, "r") as h5:
@@ -479,14 +492,9 @@ def encode_shard(shard, model, *, out_table=None, out_h5=None, batch_size: int =
         return len(x)
 
     try:
-        chunk, pending = [], 0
-        for sequence in iter_shard(shard, ("mask_native", "frame_pos")):
-            chunk.append(sequence)
-            pending += len(sequence.arrays["mask_native"])
-            if pending >= batch_size:   # a network batch's worth of frames per call
-                n_frames += encode_chunk(chunk)
-                chunk, pending = [], 0
-        if chunk:
+        # a network batch's worth of frames per call
+        for chunk in _chunks(iter_shard(shard, ("mask_native", "frame_pos")), batch_size,
+                             size=lambda sequence: len(sequence.arrays["mask_native"])):
             n_frames += encode_chunk(chunk)
         ok = True
     finally:
@@ -883,13 +891,7 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
                 writer.write(sequence, datasets)
 
     try:
-        batch = []
-        for sequence in iter_shard(shard, ("mask_native", "frame_pos")):
-            batch.append(sequence)
-            if len(batch) >= chunk_sequences:
-                run(batch)
-                batch = []
-        if batch:
+        for batch in _chunks(iter_shard(shard, ("mask_native", "frame_pos")), chunk_sequences):
             run(batch)
         ok = True
     finally:
