@@ -398,3 +398,14 @@ def test_native_decoding_helpers_match_their_plain_versions():
     ramp = weights @ np.arange(64, dtype=np.float32)
     inside = slice(positions[0], positions[-1] + 1)
     assert np.all(np.diff(ramp[inside]) >= 0) and abs(ramp[positions[10]] - 10) < 1e-5
+
+
+def test_an_empty_shard_is_an_error_and_leaves_no_output(tmp_path):
+    from echolatent.temporal.pipeline import encode_shard
+
+    empty = tmp_path / "shard-0.h5"
+    h5py.File(empty, "w").close()
+    out = tmp_path / "out" / "shard-0.h5"
+    with pytest.raises(ValueError, match="holds no sequences"):
+        encode_shard(empty, KnownModel(), out_h5=out)
+    assert not out.exists() and not list(out.parent.glob(".tmp-*"))

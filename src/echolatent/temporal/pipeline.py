@@ -72,6 +72,7 @@ Beyond the reference (all optional; the image-space thresholds are then needed):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -404,6 +405,18 @@ class _MaskShardWriter:
         elif self.tmp.exists():
             self.tmp.unlink()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        self.close(ok=exc_type is None)   # an error leaves no partial shard behind
+        return False
+
+    @classmethod
+    def optional(cls, path, **kwargs):
+        """The writer as a context manager, or ``None`` (through a null context) without a path."""
+        return cls(path, **kwargs) if path else contextlib.nullcontext()
+
 
 def _chunks(items, limit, *, size=lambda item: 1):
     """Lists of consecutive items whose total ``size`` reaches ``limit`` (the last one may be short)."""
@@ -452,10 +465,8 @@ def encode_shard(shard, model, *, out_table=None, out_h5=None, batch_size: int =
 
     n_classes, latent_dim = int(model.config.n_classes), int(model.config.latent_dim)
     labels = tuple(range(1, n_classes))
-    writer = _MaskShardWriter(out_h5, source="reconstruction", model=model_name,
-                              image_size=model.config.input_size) if out_h5 else None
     grid = _shard_grid(shard)
-    tables, ok, started, n_frames = [], False, time.perf_counter(), 0
+    tables, started, n_frames = [], time.perf_counter(), 0
 
     def encode_chunk(chunk):
         """Encode and decode the frames of several sequences in shared network calls."""
@@ -491,17 +502,14 @@ def encode_shard(shard, model, *, out_table=None, out_h5=None, batch_size: int =
                                         "frame_pos": sequence.arrays["frame_pos"]})
         return len(x)
 
-    try:
+    with _MaskShardWriter.optional(out_h5, source="reconstruction", model=model_name,
+                                   image_size=model.config.input_size) as writer:
         # a network batch's worth of frames per call
         for chunk in _chunks(iter_shard(shard, ("mask_native", "frame_pos")), batch_size,
                              size=lambda sequence: len(sequence.arrays["mask_native"])):
             n_frames += encode_chunk(chunk)
-        ok = True
-    finally:
-        if writer is not None:
-            writer.close(ok)
-    if not tables:
-        raise ValueError(f"{shard}: the shard holds no sequences")
+        if not tables:
+            raise ValueError(f"{shard}: the shard holds no sequences")
     result = pd.concat(tables, ignore_index=True)
     if log is not None:
         seconds = time.perf_counter() - started
@@ -840,8 +848,7 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
     out_labels = (1, 2) if drop_la else (1, 2, 3)
     grid = _shard_grid(shard)
     cohort_size = grid or int(model.config.input_size)
-    writer = _MaskShardWriter(out_h5, source="temporal", model=model_name, image_size=cohort_size) if out_h5 else None
-    rows, ok, started, n_frames = [], False, time.perf_counter(), 0
+    rows, started, n_frames = [], time.perf_counter(), 0
 
     def run(batch):
         nonlocal n_frames
@@ -890,15 +897,11 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
                     datasets.update(mu=r["mu"].astype(np.float32), z=r["z"].astype(np.float32))
                 writer.write(sequence, datasets)
 
-    try:
+    with _MaskShardWriter.optional(out_h5, source="temporal", model=model_name, image_size=cohort_size) as writer:
         for batch in _chunks(iter_shard(shard, ("mask_native", "frame_pos")), chunk_sequences):
             run(batch)
-        ok = True
-    finally:
-        if writer is not None:
-            writer.close(ok)
-    if not rows:
-        raise ValueError(f"{shard}: the shard holds no sequences")
+        if not rows:
+            raise ValueError(f"{shard}: the shard holds no sequences")
     table = pd.DataFrame(rows)
     if log is not None:
         seconds = time.perf_counter() - started
