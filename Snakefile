@@ -20,7 +20,7 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     shard=r"\d+",
     source=r"[a-z]+",
-    model=r"[A-Za-z0-9_.-]+",
+    model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
 include: "workflow/rules/ingest.smk"

@@ -8,7 +8,7 @@ from echolatent.training_data import load_split_frames
 
 
 def train_on_cohort(shards, patients, training: dict, attributes, *, out_dir, threads: int | None = None,
-                    log=None) -> dict:
+                    log=None, on_mismatch: str = "error") -> dict:
     """Load the train/val frames of a cohort and train (or resume) the configured VAE.
 
     Parameters
@@ -24,7 +24,12 @@ def train_on_cohort(shards, patients, training: dict, attributes, *, out_dir, th
     out_dir : path
         ``results/models/{model}/``; an interrupted run there is resumed.
     threads : int, optional
-        CPU threads when the config does not set ``num_threads``.
+        CPU threads when the config does not set ``num_threads``. The workflow always sets
+        ``num_threads`` (results depend on the thread count, so it comes from the config,
+        never from the cores a job happens to get).
+    on_mismatch : {"error", "restart"}
+        What to do with a resume state of another configuration or data in ``out_dir``
+        (see :func:`echolatent.models.train_vae`).
 
     Returns
     -------
@@ -52,4 +57,4 @@ def train_on_cohort(shards, patients, training: dict, attributes, *, out_dir, th
             raise ValueError(f"model.n_classes must be 3 (BG/LV/MYO) or 4 (BG/LV/MYO/LA), got {config.model.n_classes}")
     train, val = data["train"], data["val"]
     return train_vae(train["masks"], train["attributes"], train["phase"], val["masks"], val["attributes"],
-                     val["phase"], config, out_dir, log=log)
+                     val["phase"], config, out_dir, log=log, on_mismatch=on_mismatch)

@@ -36,6 +36,12 @@ from echolatent.models.training import TrainConfig
 TrainConfig.from_dict(MODEL["training"])
 
 
+#: PyTorch's CPU threads in every rule running the network (schema default 2). Results depend
+#: on this number and never on --cores: Snakemake may give the job fewer cores, the job keeps
+#: its threads.
+TORCH_THREADS = int(MODEL["training"]["num_threads"])
+
+
 def gpu_request():
     """1 GPU token for rules running a network, unless the model is pinned to the CPU."""
     return 0 if MODEL["training"].get("device", "auto") == "cpu" else 1

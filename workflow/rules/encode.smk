@@ -17,7 +17,8 @@ rule encode_latents:
     params:
         device=MODEL["training"].get("device", "auto"),
         batch_size=TEMPORAL["batch_size"],
-    threads: 2
+        torch_threads=TORCH_THREADS,
+    threads: TORCH_THREADS
     resources:
         gpu=gpu_request(),
         mem_mb=mem_by_attempt(4000),

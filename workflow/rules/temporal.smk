@@ -76,7 +76,8 @@ rule latent_thresholds:
         cycle=cohort_cycle(),
         device=MODEL["training"].get("device", "auto"),
         batch_size=TEMPORAL["batch_size"],
-    threads: 2
+        torch_threads=TORCH_THREADS,
+    threads: TORCH_THREADS
     resources:
         gpu=gpu_request(),
         mem_mb=mem_by_attempt(4000),
@@ -103,7 +104,8 @@ rule temporal_correction:
         settings=TEMPORAL_CORRECTION,
         cycle=cohort_cycle(),
         device=MODEL["training"].get("device", "auto"),
-    threads: 2
+        torch_threads=TORCH_THREADS,
+    threads: TORCH_THREADS
     resources:
         gpu=gpu_request(),
         mem_mb=mem_by_attempt(6000),

@@ -21,7 +21,7 @@ rule train_vae:
     params:
         training=MODEL["training"],
         attributes=MODEL["attributes"],
-    threads: 2
+    threads: TORCH_THREADS
     resources:
         gpu=gpu_request(),
         mem_mb=mem_by_attempt(8000),

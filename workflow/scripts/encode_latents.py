@@ -8,7 +8,7 @@ import torch  # noqa: E402
 
 from echolatent.temporal.stages import encode_stage  # noqa: E402
 
-torch.set_num_threads(snakemake.threads)
+torch.set_num_threads(snakemake.params.torch_threads)  # from config, not --cores
 encode_stage(
     snakemake.input.checkpoint,
     snakemake.input.shard,

@@ -8,7 +8,7 @@ import torch  # noqa: E402
 
 from echolatent.temporal.stages import latent_thresholds_stage  # noqa: E402
 
-torch.set_num_threads(snakemake.threads)
+torch.set_num_threads(snakemake.params.torch_threads)  # from config, not --cores
 latent_thresholds_stage(
     snakemake.input.checkpoint,
     snakemake.input.bounds,

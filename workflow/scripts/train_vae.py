@@ -15,8 +15,8 @@ try:
         snakemake.params.training,
         snakemake.params.attributes,
         out_dir=Path(snakemake.output.checkpoint).parent,
-        threads=snakemake.threads,
         log=sys.stderr,
+        on_mismatch="restart",  # Snakemake re-runs the job because config or data changed
     )
 except TrainingInterrupted as interrupted:
     print(f"training interrupted ({interrupted}); re-run to resume from last.pt", file=sys.stderr)

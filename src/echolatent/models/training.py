@@ -3,7 +3,8 @@
 Outputs written into ``out_dir`` by :func:`train_vae`:
 
 ``checkpoint.pt``       best epoch by validation loss (model weights, config, bounds)
-``last.pt``             state at the end of the last completed epoch (resumable)
+``last.pt``             state at the end of the last completed epoch (resumable), with the
+                        best epoch's state inside it (``last["best"]``)
 ``history.tsv``         one row per epoch: every loss term (train and val), val Dice,
                         learning rate and seconds
 ``latent_bounds.tsv``   per latent dimension: min/max of the sampled z over the training
@@ -26,6 +27,13 @@ Reproducibility and fault tolerance
 * Running again with the same ``out_dir`` resumes from ``last.pt`` and restarts the
   abandoned epoch. On CPU, with the same seed and thread count, an interrupted and resumed
   run ends with weights bit-identical to an uninterrupted run.
+* ``checkpoint.pt`` is written once, at the end, from the best state that ``last.pt``
+  carries. So a run killed at any moment (before or after its best epoch), or whose
+  declared outputs were deleted (Snakemake removes them before re-running a job), always
+  resumes to the same outputs as an uninterrupted run.
+* ``last.pt`` stores the configuration and a fingerprint of the data it was trained on;
+  a run with another configuration or other data never resumes it: it raises
+  :class:`CheckpointMismatchError`, or starts afresh with ``on_mismatch="restart"``.
 * Checkpoints hold only tensors and plain containers and load with
   ``torch.load(..., weights_only=True)``.
 """
@@ -33,6 +41,7 @@ Reproducibility and fault tolerance
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import json
@@ -279,8 +288,12 @@ def load_checkpoint(path: str | os.PathLike, expected_config: Any = None,
     except FileNotFoundError:
         raise
     except Exception as exc:  # pickle errors, truncated files, unsafe content
-        raise CheckpointMismatchError(f"{path}: not a loadable checkpoint "
-                                      f"(weights_only=True): {exc}") from exc
+        raise CheckpointMismatchError(
+            f"{path}: refused by the safe loader (torch.load with weights_only=True): "
+            f"{_loader_reason(exc)}. EchoLatent checkpoints hold tensors and plain containers "
+            f"only, so this file is damaged or was not written by EchoLatent. Never load it "
+            f"with weights_only=False: delete it and retrain (or restore the file from a "
+            f"trusted copy).") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointMismatchError(f"{path}: not an EchoLatent mask-VAE checkpoint")
     if ckpt.get("version") != CHECKPOINT_VERSION:
@@ -303,6 +316,16 @@ def load_checkpoint(path: str | os.PathLike, expected_config: Any = None,
                 f"{path}: checkpoint does not match the expected configuration "
                 f"(stored != expected): " + "; ".join(diffs))
     return ckpt
+
+
+def _loader_reason(exc: Exception) -> str:
+    """The gist of a torch.load failure, without PyTorch's advice to disable the safe loader."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "Unsupported global" in line or "Unsupported operand" in line:
+            return line.split(". ")[0]
+    kept = [line for line in lines if "weights_only" not in line and "trust" not in line]
+    return (kept[0] if kept else type(exc).__name__)[:200]
 
 
 def load_model(path: str | os.PathLike, expected_config: Any = None,
@@ -430,7 +453,8 @@ def train_vae(train_masks: np.ndarray, train_attrs: np.ndarray | None,
               val_attrs: np.ndarray | None, val_phase: np.ndarray | None,
               config: TrainConfig | Mapping[str, Any] | None, out_dir: str | os.PathLike,
               log: Callable[[str], None] | IO[str] | None = None,
-              on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+              on_step: Callable[[int, int], None] | None = None,
+              on_mismatch: str = "error") -> dict[str, Any]:
     """Train (or resume training of) a mask VAE and write the outputs into ``out_dir``.
 
     ``*_masks``: integer label maps (N, S, S) at the model input size; ``*_attrs``: (N, K)
@@ -442,14 +466,20 @@ def train_vae(train_masks: np.ndarray, train_attrs: np.ndarray | None,
     Raises :class:`TrainingInterrupted` on SIGTERM/SIGINT (after saving a resumable state).
     ``config.num_threads`` (if set) applies during the call; the previous torch thread
     count is restored afterwards.
+    ``on_mismatch``: what to do when ``out_dir`` holds a run (``last.pt``) of another
+    configuration or on other data: "error" (:class:`CheckpointMismatchError`) or "restart"
+    (discard it and train afresh; the workflow's choice, since Snakemake re-runs the job
+    precisely because the configuration or the data changed).
     """
+    if on_mismatch not in ("error", "restart"):
+        raise ValueError(f"on_mismatch must be 'error' or 'restart', got {on_mismatch!r}")
     cfg = TrainConfig.coerce(config)
     threads_before = torch.get_num_threads()
     try:
         if cfg.num_threads is not None:
             torch.set_num_threads(cfg.num_threads)
         return _train(train_masks, train_attrs, train_phase, val_masks, val_attrs, val_phase,
-                      cfg, out_dir, log, on_step)
+                      cfg, out_dir, log, on_step, on_mismatch)
     finally:
         torch.set_num_threads(threads_before)
 
@@ -458,7 +488,7 @@ def _train(train_masks: np.ndarray, train_attrs: np.ndarray | None,
            train_phase: np.ndarray | None, val_masks: np.ndarray,
            val_attrs: np.ndarray | None, val_phase: np.ndarray | None, cfg: TrainConfig,
            out_dir: str | os.PathLike, log: Callable[[str], None] | IO[str] | None,
-           on_step: Callable[[int, int], None] | None) -> dict[str, Any]:
+           on_step: Callable[[int, int], None] | None, on_mismatch: str) -> dict[str, Any]:
     say = _make_logger(log)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -469,17 +499,14 @@ def _train(train_masks: np.ndarray, train_attrs: np.ndarray | None,
             tr_attrs is not None and tr_attrs.shape[1] != va_attrs.shape[1]):
         raise ValueError("train and val attributes must both be given with the same columns")
 
-    # An existing output directory must come from the same configuration.
     cfg_dict = cfg.to_dict()
-    cfg_path = out / "config.json"
-    if cfg_path.exists() and (out / "last.pt").exists():
-        diffs = _config_diff(json.loads(cfg_path.read_text()), cfg_dict, ignore=RUNTIME_KEYS)
-        if diffs:
-            raise CheckpointMismatchError(
-                f"{out} holds a run with another configuration; use a new output directory or "
-                f"delete it. Differences (stored != requested): " + "; ".join(diffs))
-    _write_text_atomic(cfg_path, json.dumps(cfg_dict, indent=2) + "\n")
     fingerprint = _fingerprint(tr_masks, tr_attrs, tr_phase, va_masks, va_attrs, va_phase)
+    last_path = out / "last.pt"
+    # The resume state must come from the same configuration and data. It is checked against
+    # what last.pt itself stores: config.json may have been deleted (Snakemake removes a job's
+    # declared outputs before re-running it).
+    resume = _resume_state(last_path, cfg_dict, fingerprint, on_mismatch, say)
+    _write_text_atomic(out / "config.json", json.dumps(cfg_dict, indent=2) + "\n")
 
     device = resolve_device(cfg.device, say)
     on_cuda = device.type == "cuda"
@@ -501,8 +528,8 @@ def _train(train_masks: np.ndarray, train_attrs: np.ndarray | None,
 
     history: list[dict[str, float]] = []
     best_val, best_epoch = math.inf, 0
+    best: dict[str, Any] | None = None  # the state of the best epoch (becomes checkpoint.pt)
     start_epoch = 0
-    last_path = out / "last.pt"
 
     def state(epoch: int, zmin: torch.Tensor, zmax: torch.Tensor) -> dict[str, Any]:
         return {
@@ -517,22 +544,19 @@ def _train(train_masks: np.ndarray, train_attrs: np.ndarray | None,
         }
 
     nan_bounds = torch.full((cfg.model.latent_dim,), float("nan"))
-    if last_path.exists():
-        ckpt = load_checkpoint(last_path, cfg, map_location=device)
-        if ckpt.get("data_fingerprint") != fingerprint:
-            raise CheckpointMismatchError(
-                f"{last_path} was trained on other data (different masks, attributes, phase "
-                f"or split); use a new output directory or delete it")
+    if resume is not None:
+        ckpt = resume
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt["scaler"]:
             scaler.load_state_dict(ckpt["scaler"])
         history = list(ckpt["history"])
         best_val, best_epoch = float(ckpt["best_val"]), int(ckpt["best_epoch"])
+        best = ckpt.get("best")
         start_epoch = int(ckpt["epoch"])
         say(f"resuming from {last_path} at the end of epoch {start_epoch}")
     else:
-        save_atomic(state(0, nan_bounds, nan_bounds), last_path)
+        save_atomic(state(0, nan_bounds, nan_bounds) | {"best": None}, last_path)
 
     # Data stay as uint8 on the device; one-hot per batch.
     tr_x = torch.from_numpy(tr_masks).to(device)
@@ -605,8 +629,8 @@ def _train(train_masks: np.ndarray, train_attrs: np.ndarray | None,
             history.append(row)
             if val_terms["total"] < best_val:
                 best_val, best_epoch = val_terms["total"], epoch
-                save_atomic(state(epoch, zmin, zmax), out / "checkpoint.pt")
-            save_atomic(state(epoch, zmin, zmax), last_path)
+                best = copy.deepcopy(state(epoch, zmin, zmax))  # a copy: training goes on
+            save_atomic(state(epoch, zmin, zmax) | {"best": best}, last_path)
             _write_history(out / "history.tsv", history)
             dice_txt = " ".join(f"{cfg.class_name(c)}={val_dice[c]:.3f}" for c in range(1, nc))
             say(f"epoch {epoch}/{cfg.epochs} train total={train_terms['total']:.4f} "
@@ -619,11 +643,45 @@ def _train(train_masks: np.ndarray, train_attrs: np.ndarray | None,
                 say(f"{signal.Signals(flag.signum).name} received; epoch {epoch} was saved")
                 raise TrainingInterrupted(flag.signum, epoch + 1, out)
 
+        if best is None:
+            raise FloatingPointError(f"{out}: no epoch gave a finite validation loss")
+        save_atomic(best, out / "checkpoint.pt")
+        _write_history(out / "history.tsv", history)
         summary = _finalise(out, cfg, device, tr_masks, va_masks, va_attrs, va_phase, history,
                             memfmt == torch.channels_last)
     say(f"done: best epoch {summary['best_epoch']} val loss {summary['best_val_loss']:.4f}; "
         f"val dice " + " ".join(f"{k}={v:.3f}" for k, v in summary["val_dice"].items()))
     return summary
+
+
+def _resume_state(last_path: Path, cfg_dict: dict[str, Any], fingerprint: str,
+                  on_mismatch: str, say: Callable[[str], None]) -> dict[str, Any] | None:
+    """The resumable state in ``last_path`` when it belongs to this configuration and data.
+
+    Returns None when there is nothing to resume. A state of another configuration or data
+    raises :class:`CheckpointMismatchError` (``on_mismatch="error"``) or is deleted
+    (``"restart"``). A file the safe loader refuses always raises: it is never deleted
+    silently.
+    """
+    if not last_path.exists():
+        return None
+    ckpt = load_checkpoint(last_path, map_location="cpu")
+    problems = _config_diff(ckpt["config"], cfg_dict, ignore=RUNTIME_KEYS)
+    if problems:
+        problem = ("holds a run with another configuration; differences (stored != requested): "
+                   + "; ".join(problems))
+    elif ckpt.get("data_fingerprint") != fingerprint:
+        problem = "was trained on other data (different masks, attributes, phase or split)"
+    elif int(ckpt["best_epoch"]) > 0 and "best" not in ckpt:
+        problem = "was written by an older EchoLatent that did not keep the best state in it"
+    else:
+        return ckpt
+    if on_mismatch == "restart":
+        say(f"{last_path} {problem}: starting afresh")
+        last_path.unlink()
+        return None
+    raise CheckpointMismatchError(f"{last_path} {problem}; use a new output directory or "
+                                  f"delete it")
 
 
 @torch.no_grad()
