@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 
@@ -20,13 +21,21 @@ if SYNTHETIC:
 else:
     if not COHORT.get("path"):
         raise ValueError(f"config: cohort.path is required when cohort.source is {COHORT['source']!r}")
-    if COHORT["source"] == "sheet":
-        import pandas as pd
+    # Opening the source checks it now (a sheet row by row, with the package's messages naming
+    # the sheet, the 1-based row and the column), not in the first job.
+    from echolatent.ingest import open_source
 
-        validate(
-            pd.read_csv(COHORT["path"], sep="\t", dtype=str, keep_default_na=False),
-            schema="../schemas/sheet.schema.yaml",
-        )
+    SOURCE = open_source(COHORT["source"], COHORT["path"], cycle=COHORT["cycle"], layout=COHORT["layout"])
+    if workflow.is_main_process:
+        # Changed input files (content, not timestamps) re-run the steps that read them.
+        from echolatent.io.manifest import refresh_manifests
+
+        for changed in refresh_manifests(SOURCE, "results/cohort/manifest", "results/cohort/plan.tsv", SHARDS):
+            logger.info(f"input files changed since the last run: {changed} updated")
+
+_fractions = {name: COHORT["split"][name] for name in ("train", "val", "test")}
+if abs(sum(_fractions.values()) - 1.0) > 1e-6:
+    raise ValueError(f"config: cohort.split fractions must sum to 1, got {_fractions} (sum {sum(_fractions.values()):g})")
 
 
 MODEL = config["model"]
@@ -58,6 +67,27 @@ def model_outputs():
 def cohort_source_path():
     """Where the cohort is read from: the simulator's store, or the user's folder/sheet."""
     return "results/synthetic" if SYNTHETIC else COHORT["path"]
+
+
+def source_params():
+    """How to open the cohort source (params of the rules that read it)."""
+    return {"source": COHORT["source"], "path": cohort_source_path(), "cycle": COHORT["cycle"], "layout": COHORT["layout"]}
+
+
+def covariate_files():
+    """The per-patient covariate table, when the config names one."""
+    return [COHORT["covariates"]] if COHORT.get("covariates") else []
+
+
+def manifest_input(name):
+    """The input manifest ``name`` of a user cohort; none for the simulated one (a workflow output)."""
+
+    def manifest(wildcards):
+        if SYNTHETIC:
+            return {}
+        return {"manifest": f"results/cohort/manifest/{name}.tsv".format(shard=wildcards.get("shard"))}
+
+    return manifest
 
 
 def cohort_cycle():

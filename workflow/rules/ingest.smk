@@ -21,9 +21,56 @@ rule simulate_cohort:
         "../scripts/simulate_cohort.py"
 
 
-rule plan_cohort:
+rule cohort_manifest:
+    # Content (SHA-256) of the files planning reads: sheet, covariates, split lists, cfg files.
+    # Refreshed at every parse (common.smk) and rewritten only when that content changes.
     input:
         source=cohort_source_path(),
+    output:
+        manifest="results/cohort/manifest/cohort.tsv",
+    log:
+        "logs/cohort_manifest.log",
+    params:
+        **source_params(),
+        extra_files=covariate_files(),
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(1000),
+        runtime=30,
+    localrule: True
+    conda:
+        "../../envs/ingest.yaml"
+    script:
+        "../scripts/input_manifest.py"
+
+
+rule shard_manifest:
+    # Content (SHA-256) of the sequence files of one shard's patients: a changed mask re-runs
+    # that shard only.
+    input:
+        source=cohort_source_path(),
+        plan="results/cohort/plan.tsv",
+    output:
+        manifest="results/cohort/manifest/shard-{shard}.tsv",
+    log:
+        "logs/shard_manifest/{shard}.log",
+    params:
+        **source_params(),
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(1000),
+        runtime=30,
+    conda:
+        "../../envs/ingest.yaml"
+    script:
+        "../scripts/input_manifest.py"
+
+
+rule plan_cohort:
+    input:
+        unpack(manifest_input("cohort")),
+        source=cohort_source_path(),
+        covariates=covariate_files(),
     output:
         plan="results/cohort/plan.tsv",
     log:
@@ -50,13 +97,16 @@ rule plan_cohort:
 
 rule ingest_shard:
     input:
+        unpack(manifest_input("shard-{shard}")),
         source=cohort_source_path(),
         plan="results/cohort/plan.tsv",
     output:
         h5="results/cohort/shard-{shard}.h5",
-        sequences=temp("results/cohort/parts/sequences-{shard}.tsv"),
-        qc=temp("results/cohort/parts/qc-{shard}.tsv"),
-        inputs=temp("results/cohort/parts/inputs-{shard}.tsv"),
+        # Kept (not temp): when one shard's inputs change, only that shard is ingested again
+        # and the merge re-uses the other shards' tables.
+        sequences="results/cohort/parts/sequences-{shard}.tsv",
+        qc="results/cohort/parts/qc-{shard}.tsv",
+        inputs="results/cohort/parts/inputs-{shard}.tsv",
         **truth_shard_outputs(),
     log:
         "logs/ingest_shard/{shard}.log",
