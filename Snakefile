@@ -6,9 +6,20 @@
 #
 # Stages exchange data only through the documented files under results/ (see README.md).
 
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.19")
+
+
+# Snakemake's message for a broken YAML file names neither the file nor the line: check the
+# workflow's own config file first (files given with --configfile are read by Snakemake
+# before this line runs).
+if Path("config/config.yaml").is_file():
+    from echolatent.io.config_file import read_yaml
+
+    read_yaml("config/config.yaml")
 
 
 configfile: "config/config.yaml"

@@ -78,3 +78,25 @@ def test_sheet_cohort_error_mode_names_the_file_and_leaves_no_shard(tmp_path):
     log = (tmp_path / "logs/ingest_shard/0.log").read_text()
     assert "p1_2CH_gt.nii.gz: unreadable or truncated image" in log
     assert not (tmp_path / "results/cohort/shard-0.h5").exists()
+
+
+def test_yaml_syntax_error_names_the_file_and_line(tmp_path):
+    # Issue 11 defect 6: Snakemake said "Config file is not valid JSON or YAML", naming neither.
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text("cohort:\n  source: synthetic\n  shards: [2\nmodel:\n  name: x\n")
+    result = snakemake("-n", "--directory", str(tmp_path), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "config/config.yaml: YAML syntax error at line 4, column 6: expected ',' or ']', but got ':' " \
+        "(while parsing a flow sequence started at line 3)" in output, output[-2000:]
+
+
+def test_split_fractions_and_model_name_are_checked_at_parse_time(tmp_path):
+    config = write_config(tmp_path / "fractions.yaml", {"split": {"train": 0.7, "val": 0.2, "test": 0.2}})
+    result = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(config), check=False)
+    assert result.returncode != 0 and "cohort.split fractions must sum to 1" in result.stdout + result.stderr
+    # Issue 11 defect 4: ".." put the model's outputs in results/ itself, two stages wrote one file
+    for name in ("..", ".", "a/b", ".hidden"):
+        config = write_config(tmp_path / "name.yaml", {}, model={"name": name})
+        result = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(config), check=False)
+        assert result.returncode != 0 and "does not match" in result.stdout + result.stderr, name
