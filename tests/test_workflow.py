@@ -94,7 +94,7 @@ def test_yaml_syntax_error_names_the_file_and_line(tmp_path):
 def test_split_fractions_and_model_name_are_checked_at_parse_time(tmp_path):
     config = write_config(tmp_path / "fractions.yaml", {"split": {"train": 0.7, "val": 0.2, "test": 0.2}})
     result = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(config), check=False)
-    assert result.returncode != 0 and "cohort.split fractions must sum to 1" in result.stdout + result.stderr
+    assert result.returncode != 0 and "cohort.split fractions must be >= 0 and sum to 1" in result.stdout + result.stderr
     # Issue 11 defect 4: ".." put the model's outputs in results/ itself, two stages wrote one file
     for name in ("..", ".", "a/b", ".hidden"):
         config = write_config(tmp_path / "name.yaml", {}, model={"name": name})

@@ -30,19 +30,29 @@ Output contract (``results/cohort/``; later stages rely on it)
     spacing is the native one scaled by H/S and W/S), ``ed``, ``es``, ``cycle``,
     ``frame_rate`` (NaN when unknown). Chunked one frame per chunk, gzip-compressed.
 ``qc.tsv``
-    Sequences skipped with ``qc.on_bad_sequence: skip``, with the file and the reason.
+    Sequences skipped with ``qc.on_bad_sequence: skip``: ``patient_id, view, file,
+    reason``; ``view`` is empty when the whole patient was skipped (e.g. an empty CAMUS
+    patient folder). A patient whose every view was skipped is not in ``patients.tsv``
+    but always has rows here.
 ``provenance.json``
-    The configuration, package versions and the SHA-256 of every input file.
+    The configuration, package versions and the SHA-256 of every input file (an MHD's
+    ``.raw`` included).
 ``truth/`` (synthetic cohorts only)
     ``shard-{k}.h5`` with the clean masks (same groups, ``mask_native``/``mask``) and the
     simulator's truth tables. Analysis stages never read it; evaluation stages do.
+
+Patient ids are plain identifiers (:data:`echolatent.io.sources.IDENTIFIER_RULE`), as they
+name HDF5 groups and files. Every file is written under a temporary name and renamed;
+merging deletes the shards an earlier cohort with more shards left behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 from importlib import metadata
 from pathlib import Path
@@ -97,48 +107,120 @@ def open_source(kind: str, path, *, cycle: str = "full", layout: str = "auto"):
 
 
 # --------------------------------------------------------------------------- step 1
+def split_fractions(fractions) -> dict:
+    """Check the split fractions (``cohort.split``); return ``{split: float}``.
+
+    Raises
+    ------
+    InputError
+        Unless train, val and test are finite numbers >= 0 that sum to 1.
+    """
+    try:
+        values = {split: float(fractions[split]) for split in SPLITS}
+    except (KeyError, TypeError, ValueError):
+        raise InputError(None, f"cohort.split fractions must give train, val and test as numbers, got {fractions!r}") \
+            from None
+    total = sum(values.values())
+    if not np.isclose(total, 1.0) or not all(np.isfinite(v) and v >= 0 for v in values.values()):
+        shown = ", ".join(f"{split}={value:g}" for split, value in values.items())
+        raise InputError(None, f"cohort.split fractions must be >= 0 and sum to 1, got {shown} (sum {total:g})")
+    return values
+
+
 def assign_splits(patients: pd.DataFrame, fractions: dict, seed: int, *, stratify: str = "group") -> pd.Series:
     """Random split by patient, stratified on ``stratify`` (when present), reproducible by seed.
 
     In each stratum (sorted), patients (sorted by id) are permuted by a generator seeded
     from ``seed`` and the stratum's position, then cut into train/val/test by rounding the
-    fractions, so the split depends only on the ids, the strata and the seed.
+    fractions, so the split depends only on the ids, the strata and the seed. When rounding
+    leaves a split with a fraction > 0 without any patient (small cohorts, small strata),
+    it receives one patient from the largest split, in the stratum where that split is
+    largest (first in order on ties), provided the largest split keeps at least one.
     """
-    total = sum(float(fractions[s]) for s in SPLITS)
-    if not np.isclose(total, 1.0) or any(float(fractions[s]) < 0 for s in SPLITS):
-        raise ValueError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
+    values = split_fractions(fractions)
     strata = patients[stratify].fillna("NA").astype(str) if stratify in patients else pd.Series("all", patients.index)
-    split = pd.Series("", index=patients.index, dtype=object)
+    orders, counts = [], []
     for position, stratum in enumerate(sorted(strata.unique())):
         members = patients.index[strata == stratum]
         order = members[np.argsort(patients.loc[members, "patient_id"].to_numpy(), kind="stable")]
         rng = np.random.default_rng([int(seed), position])
         order = order[rng.permutation(len(order))]
-        n_val = int(round(float(fractions["val"]) * len(order)))
-        n_test = int(round(float(fractions["test"]) * len(order)))
+        n_val = int(round(values["val"] * len(order)))
+        n_test = int(round(values["test"] * len(order)))
         n_train = max(len(order) - n_val - n_test, 0)
-        split.loc[order[:n_train]] = "train"
-        split.loc[order[n_train:n_train + n_val]] = "val"
-        split.loc[order[n_train + n_val:]] = "test"
+        n_val = min(n_val, len(order) - n_train)
+        orders.append(order)
+        counts.append({"train": n_train, "val": n_val, "test": len(order) - n_train - n_val})
+    for split in SPLITS:
+        totals = {name: sum(count[name] for count in counts) for name in SPLITS}
+        if values[split] > 0 and totals[split] == 0:
+            donor = max(SPLITS, key=totals.get)
+            if totals[donor] >= 2:
+                stratum = max(range(len(counts)), key=lambda i: counts[i][donor])
+                counts[stratum][donor] -= 1
+                counts[stratum][split] += 1
+    split = pd.Series("", index=patients.index, dtype=object)
+    for order, count in zip(orders, counts):
+        start = 0
+        for name in SPLITS:
+            split.loc[order[start:start + count[name]]] = name
+            start += count[name]
     return split
+
+
+def _check_dataset_split(patients: pd.DataFrame, origin) -> None:
+    """The dataset's own split must list every patient and give train and val patients."""
+    path, field = origin
+    missing = patients["patient_id"][patients["split"].isna()]
+    if len(missing):
+        raise InputError(path, f"the dataset's split{field} does not list {len(missing)} patient(s), "
+                               f"e.g. {missing.iloc[0]}: give every patient a split, "
+                               "or set cohort.split.source: random")
+    for name in ("train", "val"):  # what training needs; test may be empty
+        if not (patients["split"] == name).any():
+            raise InputError(path, f"the dataset's split{field} puts no patient in {name!r}: training needs train "
+                                   "and val patients; assign some, or set cohort.split.source: random")
+
+
+def _check_random_split(split: pd.Series, values: dict) -> None:
+    """Every split with a fraction > 0 got a patient; training needs train and val."""
+    for name in ("train", "val"):
+        if values[name] == 0:
+            raise InputError(None, f"cohort.split.{name}=0: training needs {name} patients; give it a fraction > 0")
+    wanted = [name for name in SPLITS if values[name] > 0]
+    empty = [name for name in wanted if not (split == name).any()]
+    if not empty:
+        return
+    if len(split) < len(wanted):
+        hint = " (or set cohort.split.test: 0)" if "test" in wanted else ""
+        raise InputError(None, f"cohort.split: the cohort has {len(split)} patients, too few for the {len(wanted)} "
+                               f"splits with a fraction > 0 ({', '.join(wanted)}): ingest at least {len(wanted)} "
+                               f"patients{hint}")
+    raise InputError(None, f"cohort.split.{empty[0]}={values[empty[0]]:g} gives split {empty[0]!r} no patient out of "
+                           f"{len(split)}: raise its fraction")
 
 
 def plan_cohort(source, *, n_shards: int, seed: int, fractions: dict, split_source: str = "auto",
                 covariates=None) -> pd.DataFrame:
     """List patients, merge covariates, assign splits and shards.
 
+    Every setting is checked here, before any data is read, and the plan is checked to be
+    usable by the later stages (every shard holds a patient; train and val are not empty).
+
     Parameters
     ----------
     source : a cohort source (:func:`open_source`)
     n_shards : int
-        Number of shards; patients are dealt round-robin after sorting by
-        (split, group, patient_id) so every shard holds a similar mix.
+        Number of shards (at most the number of patients); patients are dealt round-robin
+        after sorting by (split, group, patient_id) so every shard holds a similar mix.
     seed : int
     fractions : dict
-        ``{"train": f, "val": f, "test": f}`` for the random split.
+        ``{"train": f, "val": f, "test": f}`` (>= 0, sum 1) for the random split; train
+        and val must be > 0 (training needs both), test may be 0.
     split_source : {"auto", "dataset", "random"}
         ``auto`` uses the dataset's own split (CAMUS ``database_split/``, a sheet's
-        ``split`` column) when present, else a random stratified split.
+        ``split`` column) when present, else a random stratified split. A dataset split
+        must list every patient and put patients in train and val.
     covariates : path, optional
         A per-patient TSV (``patient_id`` + covariates) merged onto the source's patients;
         its values take precedence.
@@ -147,10 +229,19 @@ def plan_cohort(source, *, n_shards: int, seed: int, fractions: dict, split_sour
     -------
     DataFrame
         One row per patient: ``patient_id``, covariates, ``split``, ``shard``.
+
+    Raises
+    ------
+    InputError
+        A bad setting (the message names it and says what to change) or bad input.
     """
     if int(n_shards) < 1:
-        raise ValueError(f"cohort.shards must be >= 1, got {n_shards}")
+        raise InputError(None, f"cohort.shards must be >= 1, got {n_shards}")
+    values = split_fractions(fractions)
+    if split_source not in ("auto", "dataset", "random"):
+        raise InputError(None, f"cohort.split.source must be auto, dataset or random, got {split_source!r}")
     patients = source.patients()
+    split_origin = getattr(source, "split_origin", (None, ""))
     if covariates:
         extra = read_patient_table(covariates)
         unknown = sorted(set(extra["patient_id"]) - set(patients["patient_id"]))
@@ -158,21 +249,24 @@ def plan_cohort(source, *, n_shards: int, seed: int, fractions: dict, split_sour
             raise InputError(covariates, f"{len(unknown)} patient(s) not in the cohort, e.g. {unknown[0]}")
         patients = patients.drop(columns=[c for c in extra.columns if c != "patient_id" and c in patients])
         patients = patients.merge(extra, on="patient_id", how="left")
+        if "split" in extra:
+            split_origin = (covariates, " (column 'split')")
     duplicated = patients["patient_id"][patients["patient_id"].duplicated()]
     if len(duplicated):
         raise InputError(None, f"duplicate patient id {duplicated.iloc[0]!r} in the cohort")
+    if patients.empty:
+        raise InputError(None, "the cohort lists no patient")
+    if int(n_shards) > len(patients):
+        raise InputError(None, f"cohort.shards={n_shards} but the cohort has {len(patients)} patients: "
+                               f"use at most {len(patients)} shards")
     has_dataset_split = "split" in patients and patients["split"].notna().any()
     if split_source == "dataset" and not has_dataset_split:
-        raise ValueError("cohort.split.source is 'dataset' but the cohort provides no split")
+        raise InputError(None, "cohort.split.source is 'dataset' but the cohort provides no split")
     if split_source in ("auto", "dataset") and has_dataset_split:
-        missing = patients["patient_id"][patients["split"].isna()]
-        if len(missing):
-            raise InputError(None, f"the dataset's split does not list {len(missing)} patient(s), "
-                                   f"e.g. {missing.iloc[0]}")
-    elif split_source in ("auto", "random"):
-        patients["split"] = assign_splits(patients, fractions, seed)
+        _check_dataset_split(patients, split_origin)
     else:
-        raise ValueError(f"cohort.split.source must be auto, dataset or random, got {split_source!r}")
+        patients["split"] = assign_splits(patients, values, seed)
+        _check_random_split(patients["split"], values)
     order = patients.assign(_split=patients["split"].map({s: i for i, s in enumerate(SPLITS)}),
                             _group=patients["group"].astype(str) if "group" in patients else "")
     order = order.sort_values(["_split", "_group", "patient_id"], kind="stable").index
@@ -279,7 +373,65 @@ def _new_shard(path: Path, shard: int, image_size: int) -> h5py.File:
 
 
 def _tmp(path: Path) -> Path:
+    """The temporary name ``path`` is written under before the rename (``.tmp-<pid>-<name>``)."""
     return path.with_name(f".tmp-{os.getpid()}-{path.name}")
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # an earlier attempt of this very process, which is about to rewrite the name
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def _remove_stale_tmps(path: Path) -> None:
+    """Remove the ``.tmp-<pid>-<name>`` leftovers of ``path`` whose writer is gone (e.g. SIGKILLed).
+
+    Only leftovers of this very output name are touched, and only when no running process
+    has the pid in their name, so a job writing another output is never disturbed.
+    """
+    pattern = re.compile(rf"\.tmp-(\d+)-{re.escape(path.name)}")
+    if not path.parent.is_dir():
+        return
+    for candidate in path.parent.iterdir():
+        match = pattern.fullmatch(candidate.name)
+        if match and not _running(int(match.group(1))):
+            if candidate.is_dir() and not candidate.is_symlink():
+                shutil.rmtree(candidate, ignore_errors=True)
+            else:
+                candidate.unlink(missing_ok=True)
+
+
+_SHARD_NAME = re.compile(r"shard-(\d+)\.h5")
+
+
+def _remove_stale_outputs(out_dir: Path, n_shards: int, *, truth: bool) -> None:
+    """Delete what an earlier cohort left in ``out_dir`` that the current one does not overwrite.
+
+    Shard files ``shard-{k}.h5`` (and ``truth/shard-{k}.h5``) with ``k >= n_shards`` would
+    otherwise be read with the new ones and duplicate their patients; without truth, an
+    earlier cohort's ``truth/`` folder would be evaluated against.
+    """
+    if not truth and (out_dir / "truth").is_dir():
+        shutil.rmtree(out_dir / "truth")
+    for folder in (out_dir, out_dir / "truth"):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            match = _SHARD_NAME.fullmatch(path.name)
+            if match and int(match.group(1)) >= n_shards and path.is_file():
+                path.unlink()
+
+
+def _qc_row(patient: str, view: str, err: InputError) -> dict:
+    return {"patient_id": patient, "view": view, "file": err.path or "", "reason": err.reason}
 
 
 def ingest_shard(source, plan: pd.DataFrame, shard: int, *, image_size: int, out_h5, out_sequences, out_qc,
@@ -300,7 +452,8 @@ def ingest_shard(source, plan: pd.DataFrame, shard: int, *, image_size: int, out
         with their SHA-256.
     on_bad_sequence : {"error", "skip"}
         ``error`` stops at the first bad sequence (nothing is written); ``skip`` lists
-        it in the QC table and goes on.
+        it in the QC table and goes on. A problem with a whole patient (e.g. an empty
+        CAMUS patient folder) is handled alike, with an empty view in the QC table.
     truth_masks : path, optional
         The simulator's ``truth/clean_masks.h5``; with ``out_truth_h5``, the clean masks
         of the shard's sequences are written there on the same grids.
@@ -309,36 +462,54 @@ def ingest_shard(source, plan: pd.DataFrame, shard: int, *, image_size: int, out
     -------
     DataFrame
         The shard's sequence table.
+
+    Notes
+    -----
+    Outputs are written under temporary names and renamed at the end; temporary files
+    that a killed earlier run of the same outputs left behind are removed first.
     """
-    if on_bad_sequence not in ("error", "skip"):
-        raise ValueError(f"qc.on_bad_sequence must be 'error' or 'skip', got {on_bad_sequence!r}")
+    _check_shard_settings(image_size, on_bad_sequence)
     outputs = [Path(p) for p in (out_h5, out_sequences, out_qc, out_inputs)]
     if out_truth_h5 is not None:
         outputs.append(Path(out_truth_h5))
     for path in outputs:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_tmps(path)
     tmps = {path: _tmp(path) for path in outputs}
     rows, qc_rows, hashes = [], [], {}
     global_inputs = {Path(p) for p in source.input_files()}
     patients = plan.loc[plan["shard"] == shard, "patient_id"].tolist()
     try:
-        h5 = _new_shard(tmps[Path(out_h5)], shard, image_size)
-        truth_h5 = _new_shard(tmps[Path(out_truth_h5)], shard, image_size) if out_truth_h5 else None
-        clean = h5py.File(truth_masks, "r") if truth_masks else None
-        with h5:
+        with contextlib.ExitStack() as files:  # every HDF5 file closed, also on error
+            h5 = files.enter_context(_new_shard(tmps[Path(out_h5)], shard, image_size))
+            truth_h5 = files.enter_context(_new_shard(tmps[Path(out_truth_h5)], shard, image_size)) \
+                if out_truth_h5 else None
+            clean = files.enter_context(h5py.File(truth_masks, "r")) if truth_masks else None
             for number, patient in enumerate(patients, start=1):
                 def skip(view, err, patient=patient):
-                    qc_rows.append({"patient_id": patient, "view": view, "file": err.path or "", "reason": err.reason})
+                    qc_rows.append(_qc_row(patient, view, err))
 
-                records = source.read_patient(patient, on_error=None if on_bad_sequence == "error" else skip)
+                listed = len(qc_rows)
+                try:
+                    records = source.read_patient(patient, on_error=None if on_bad_sequence == "error" else skip)
+                    if not records and len(qc_rows) == listed:
+                        # Sources report an absent patient themselves; this keeps any other
+                        # source from dropping one silently.
+                        raise InputError(None, f"patient {patient}: the source holds no sequence of this patient")
+                except InputError as err:
+                    if on_bad_sequence == "error":
+                        raise
+                    # A patient-level problem (e.g. an empty patient folder): no view is read,
+                    # and the QC row has an empty view.
+                    qc_rows.append(_qc_row(patient, "", err))
+                    records = []
                 for record in records:
                     try:
                         mask = check_record(record)
                     except InputError as err:
                         if on_bad_sequence == "error":
                             raise
-                        qc_rows.append({"patient_id": patient, "view": record.view, "file": err.path or "",
-                                        "reason": err.reason})
+                        qc_rows.append(_qc_row(patient, record.view, err))
                         continue
                     row = _write_sequence(h5, record, mask, image_size)
                     row["shard"] = shard
@@ -351,10 +522,6 @@ def ingest_shard(source, plan: pd.DataFrame, shard: int, *, image_size: int, out
                             hashes[str(path)] = sha256_file(path)
                 if log is not None and (number % 50 == 0 or number == len(patients)):
                     print(f"shard {shard}: {number}/{len(patients)} patients", file=log, flush=True)
-        if truth_h5 is not None:
-            truth_h5.close()
-        if clean is not None:
-            clean.close()
         table = pd.DataFrame(rows, columns=SEQUENCE_COLUMNS)
         table.to_csv(tmps[Path(out_sequences)], sep="\t", index=False)
         pd.DataFrame(qc_rows, columns=QC_COLUMNS).to_csv(tmps[Path(out_qc)], sep="\t", index=False)
@@ -403,7 +570,10 @@ def merge_cohort(plan: pd.DataFrame, sequence_tables, qc_tables, input_tables, *
 
     ``global_inputs`` are files read by every shard (a sheet, a store), hashed here once.
     With ``truth_dir`` (a simulator store's ``truth/`` folder), its tables are copied into
-    ``out_dir/truth/``.
+    ``out_dir/truth/``; without it, a ``truth/`` folder left by an earlier cohort is removed.
+    Shard files ``shard-{k}.h5`` (and ``truth/shard-{k}.h5``) with ``k`` at or above the
+    number of shards (``len(sequence_tables)``) are left-overs of an earlier cohort with
+    more shards, and are deleted.
     """
     out_dir = Path(out_dir)
     sequences = pd.concat([pd.read_csv(p, sep="\t") for p in sequence_tables], ignore_index=True)
@@ -435,38 +605,90 @@ def merge_cohort(plan: pd.DataFrame, sequence_tables, qc_tables, input_tables, *
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, write in outputs.items():
+        _remove_stale_tmps(out_dir / name)
         tmp = _tmp(out_dir / name)
         write(tmp)
         os.replace(tmp, out_dir / name)
+    _remove_stale_outputs(out_dir, len(sequence_tables), truth=truth_dir is not None)
     if truth_dir is not None:
         (out_dir / "truth").mkdir(exist_ok=True)
         for table in sorted(Path(truth_dir).glob("*.tsv")):
+            _remove_stale_tmps(out_dir / "truth" / table.name)
             tmp = _tmp(out_dir / "truth" / table.name)
             shutil.copyfile(table, tmp)
             os.replace(tmp, out_dir / "truth" / table.name)
 
 
+def _check_shard_settings(image_size, on_bad_sequence: str) -> None:
+    """The settings of :func:`ingest_shard`, checked before anything is read."""
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 2:
+        raise InputError(None, f"cohort.image_size must be an integer >= 2, got {image_size!r}")
+    if on_bad_sequence not in ("error", "skip"):
+        raise InputError(None, f"qc.on_bad_sequence must be 'error' or 'skip', got {on_bad_sequence!r}")
+
+
+#: Name of ``ingest_cohort``'s build folder inside the output folder (``.tmp-<pid>-ingest``).
+_BUILD = "ingest"
+
+
 def ingest_cohort(source, out_dir, *, image_size: int, n_shards: int = 1, seed: int = 0,
                   fractions=None, split_source: str = "auto", covariates=None, on_bad_sequence: str = "error",
                   truth_dir=None, config=None) -> pd.DataFrame:
-    """All three steps in one process (for the CLI, tests and small cohorts).
+    """All three steps in one process (for the CLI, tests and small cohorts), all or nothing.
+
+    The cohort is built in a temporary folder inside ``out_dir`` and its files are moved
+    into ``out_dir`` only once every step has succeeded: a failed ingestion leaves
+    ``out_dir`` as it was (an earlier cohort there stays intact; a folder created for
+    the run is removed). A successful one replaces the earlier cohort's files, including
+    its surplus shards, and removes the build folder of a killed earlier run.
 
     Returns the cohort's ``sequences.tsv`` table.
     """
     out_dir = Path(out_dir)
+    _check_shard_settings(image_size, on_bad_sequence)
     fractions = fractions or {"train": 0.7, "val": 0.15, "test": 0.15}
     plan = plan_cohort(source, n_shards=n_shards, seed=seed, fractions=fractions, split_source=split_source,
                        covariates=covariates)
-    parts = out_dir / "parts"
-    for shard in range(n_shards):
-        ingest_shard(source, plan, shard, image_size=image_size, out_h5=out_dir / f"shard-{shard}.h5",
-                     out_sequences=parts / f"sequences-{shard}.tsv", out_qc=parts / f"qc-{shard}.tsv",
-                     out_inputs=parts / f"inputs-{shard}.tsv", on_bad_sequence=on_bad_sequence,
-                     truth_masks=None if truth_dir is None else Path(truth_dir) / "clean_masks.h5",
-                     out_truth_h5=None if truth_dir is None else out_dir / "truth" / f"shard-{shard}.h5")
-    merge_cohort(plan, [parts / f"sequences-{k}.tsv" for k in range(n_shards)],
-                 [parts / f"qc-{k}.tsv" for k in range(n_shards)],
-                 [parts / f"inputs-{k}.tsv" for k in range(n_shards)],
-                 out_dir=out_dir, config=config or {}, global_inputs=source.input_files(), truth_dir=truth_dir)
-    shutil.rmtree(parts)
+    n_shards = int(n_shards)
+    created = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]  # deepest first
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmps(out_dir / _BUILD)
+    build = _tmp(out_dir / _BUILD)
+    try:
+        parts = build / "parts"
+        for shard in range(n_shards):
+            ingest_shard(source, plan, shard, image_size=image_size, out_h5=build / f"shard-{shard}.h5",
+                         out_sequences=parts / f"sequences-{shard}.tsv", out_qc=parts / f"qc-{shard}.tsv",
+                         out_inputs=parts / f"inputs-{shard}.tsv", on_bad_sequence=on_bad_sequence,
+                         truth_masks=None if truth_dir is None else Path(truth_dir) / "clean_masks.h5",
+                         out_truth_h5=None if truth_dir is None else build / "truth" / f"shard-{shard}.h5")
+        merge_cohort(plan, [parts / f"sequences-{k}.tsv" for k in range(n_shards)],
+                     [parts / f"qc-{k}.tsv" for k in range(n_shards)],
+                     [parts / f"inputs-{k}.tsv" for k in range(n_shards)],
+                     out_dir=build, config=config or {}, global_inputs=source.input_files(), truth_dir=truth_dir)
+        shutil.rmtree(parts)
+        _install(build, out_dir, n_shards, truth=truth_dir is not None)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        for folder in created:  # only folders made for this run, and only when empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+    shutil.rmtree(build, ignore_errors=True)
     return pd.read_csv(out_dir / "sequences.tsv", sep="\t")
+
+
+def _install(build: Path, out_dir: Path, n_shards: int, *, truth: bool) -> None:
+    """Move a finished cohort from its build folder into ``out_dir``; provenance.json last."""
+    names = sorted((p.relative_to(build) for p in build.rglob("*") if p.is_file()),
+                   key=lambda name: (str(name) == "provenance.json", str(name)))
+    for name in names:
+        target = out_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_tmps(target)
+        os.replace(build / name, target)
+    _remove_stale_outputs(out_dir, n_shards, truth=truth)
+    if (out_dir / "parts").is_dir():
+        shutil.rmtree(out_dir / "parts")  # per-shard tables an earlier, failed ingestion left

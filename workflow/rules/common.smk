@@ -33,9 +33,6 @@ else:
         for changed in refresh_manifests(SOURCE, "results/cohort/manifest", "results/cohort/plan.tsv", SHARDS):
             logger.info(f"input files changed since the last run: {changed} updated")
 
-_fractions = {name: COHORT["split"][name] for name in ("train", "val", "test")}
-if abs(sum(_fractions.values()) - 1.0) > 1e-6:
-    raise ValueError(f"config: cohort.split fractions must sum to 1, got {_fractions} (sum {sum(_fractions.values()):g})")
 
 
 MODEL = config["model"]
@@ -71,7 +68,7 @@ def cohort_source_path():
 
 def source_params():
     """How to open the cohort source (params of the rules that read it)."""
-    return {"source": COHORT["source"], "path": cohort_source_path(), "cycle": COHORT["cycle"], "layout": COHORT["layout"]}
+    return {"source": COHORT["source"], "cycle": COHORT["cycle"], "layout": COHORT["layout"]}
 
 
 def covariate_files():
@@ -95,7 +92,10 @@ def cohort_cycle():
 
 
 def split_fractions():
-    return {name: float(COHORT["split"][name]) for name in ("train", "val", "test")}
+    """The train/val/test fractions, checked (>= 0, summing to 1) when the rules are parsed."""
+    from echolatent.ingest import split_fractions as checked_fractions
+
+    return checked_fractions(COHORT["split"])
 
 
 def truth_shard_outputs():

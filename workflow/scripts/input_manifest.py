@@ -10,7 +10,7 @@ from echolatent.ingest import open_source  # noqa: E402
 from echolatent.io.manifest import cohort_files, shard_files, write_manifest  # noqa: E402
 
 params = snakemake.params
-source = open_source(params.source, params.path, cycle=params.cycle, layout=params.layout)
+source = open_source(params.source, snakemake.input.source, cycle=params.cycle, layout=params.layout)
 if "plan" in snakemake.input.keys():
     plan = pd.read_csv(snakemake.input.plan, sep="\t", dtype={"patient_id": str})
     files = shard_files(source, plan, int(snakemake.wildcards.shard))

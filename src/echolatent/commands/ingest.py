@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from echolatent.io.camus import LAYOUTS
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -18,13 +20,18 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cycle", choices=["full", "half"], default=None,
                         help="full or half cycles (default: half for camus, full otherwise)")
-    parser.add_argument("--layout", default="auto", help="CAMUS layout: auto, camus-nifti, camus-mhd, ted")
+    parser.add_argument("--layout", default="auto", choices=("auto", *LAYOUTS), help="CAMUS layout (default auto)")
     parser.add_argument("--covariates", type=Path, help="per-patient covariate TSV to merge")
     parser.add_argument("--on-bad-sequence", choices=["error", "skip"], default="error")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
+    """Ingest the cohort; bad input or settings raise an InputError naming the file or setting.
+
+    Nothing is written to ``--out`` unless the whole cohort is ingested (see
+    :func:`echolatent.ingest.ingest_cohort`).
+    """
     from echolatent.ingest import ingest_cohort, open_source
 
     cycle = args.cycle or ("half" if args.source == "camus" else "full")

@@ -128,9 +128,12 @@ def read_split_lists(root) -> dict[str, str] | None:
         path = split_file(root, split)
         if not path.is_file():
             raise InputError(path, "split list missing (database_split/ is incomplete)")
-        for line in path.read_text().split():
+        for line in path.read_text(errors="replace").split():
+            if split_of.get(line) == split:
+                raise InputError(path, f"patient {line} is listed twice")
             if line in split_of:
-                raise InputError(path, f"patient {line} is listed in two splits")
+                raise InputError(path, f"patient {line} is listed in two splits "
+                                       f"({split_file(root, split_of[line]).name} and {path.name})")
             split_of[line] = split
     return split_of
 
