@@ -100,3 +100,30 @@ def test_split_fractions_and_model_name_are_checked_at_parse_time(tmp_path):
         config = write_config(tmp_path / "name.yaml", {}, model={"name": name})
         result = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(config), check=False)
         assert result.returncode != 0 and "does not match" in result.stdout + result.stderr, name
+
+
+BROKEN_CONFIGS = {
+    # name: (config sections, text the parse-time error must contain)
+    "unknown source": ({"cohort": {"source": "dicom"}}, "'dicom' is not one of"),
+    "grid too small": ({"cohort": {"image_size": 8}}, "8 is less than the minimum of 16"),
+    "camus without path": ({"cohort": {"source": "camus"}}, "cohort.path is required when cohort.source is 'camus'"),
+    "camus folder missing": ({"cohort": {"source": "camus", "path": "nowhere"}}, "nowhere: CAMUS folder not found"),
+    "unknown top-level key": ({"cohort": {}, "modle": {}}, "Additional properties are not allowed ('modle'"),
+    "unknown training key": ({"cohort": {}, "model": {"training": {"epoch": 3}}}, "unknown key(s) ['epoch']"),
+    "zero epochs": ({"cohort": {}, "model": {"training": {"epochs": 0}}},
+                    "TrainConfig.epochs must be a positive integer, got 0"),
+    "zero threads": ({"cohort": {}, "model": {"training": {"num_threads": 0}}}, "0 is less than the minimum of 1"),
+    "bad qc mode": ({"cohort": {}, "qc": {"on_bad_sequence": "ignore"}}, "'ignore' is not one of ['error', 'skip']"),
+    "bad simulator size": ({"cohort": {"synthetic": {"n_patients": -1}}}, "n_patients"),
+}
+
+
+@pytest.mark.parametrize("name", list(BROKEN_CONFIGS))
+def test_broken_config_is_refused_at_parse_time_naming_the_key(tmp_path, name):
+    sections, expected = BROKEN_CONFIGS[name]
+    config = tmp_path / "broken.yaml"
+    config.write_text(yaml.safe_dump(sections))
+    result = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(config), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and expected in output, output[-1500:]
+    assert not (tmp_path / "results").exists()  # nothing written
