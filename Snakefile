@@ -47,5 +47,6 @@ rule all:
         anatomy_outputs(),
         model_outputs(),
         temporal_paths.latent_outputs(MODEL["name"], SHARDS),
+        f"results/models/{MODEL['name']}/quality.tsv",
         temporal_paths.temporal_outputs(MODEL["name"], TEMPORAL, SYNTHETIC, SHARDS),
     default_target: True

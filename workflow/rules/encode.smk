@@ -27,3 +27,23 @@ rule encode_latents:
         "../../envs/torch.yaml"
     script:
         "../scripts/encode_latents.py"
+
+
+rule model_quality:
+    # Evaluation, not selection: training chose its checkpoint on the val split alone.
+    input:
+        latents=expand("results/latents/{{model}}/shard-{shard}.parquet", shard=SHARDS),
+        patients="results/cohort/patients.tsv",
+    output:
+        quality="results/models/{model}/quality.tsv",
+    log:
+        "logs/model_quality/{model}.log",
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(2000),
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/ingest.yaml"
+    script:
+        "../scripts/model_quality.py"

@@ -1,0 +1,64 @@
+"""Reconstruction quality of a trained model, per split (the held-out figures are the test rows).
+
+Training selects the checkpoint on the validation split only; this table is evaluation, read
+from the latent tables of the encoding stage (one row per frame, with the Dice of each
+frame's reconstruction against the encoded mask).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SPLIT_ORDER = ("train", "val", "test", "all")
+
+
+def with_split(table: pd.DataFrame, patients: pd.DataFrame | str) -> pd.DataFrame:
+    """``table`` with the ``split`` of each row's patient (from ``patients.tsv``) as a column.
+
+    Raises
+    ------
+    ValueError
+        If a patient of ``table`` has no split (the tables come from another cohort).
+    """
+    if not isinstance(patients, pd.DataFrame):
+        patients = pd.read_csv(patients, sep="\t", dtype={"patient_id": str})
+    split = patients.set_index("patient_id")["split"]
+    out = table.drop(columns=["split"], errors="ignore").copy()
+    out["split"] = out["patient_id"].astype(str).map(split)
+    if out["split"].isna().any():
+        missing = out.loc[out["split"].isna(), "patient_id"].iloc[0]
+        raise ValueError(f"patient {missing!r} is not in the cohort's patients table")
+    return out
+
+
+def reconstruction_quality(latents: pd.DataFrame, patients: pd.DataFrame | str) -> pd.DataFrame:
+    """Mean reconstruction Dice per split, by frame and by patient.
+
+    Parameters
+    ----------
+    latents : DataFrame
+        Latent tables (``results/latents/{model}/shard-*.parquet``): ``patient_id``, ``view``,
+        ``frame`` and ``dice_*`` columns.
+    patients : DataFrame or path
+        ``results/cohort/patients.tsv``.
+
+    Returns
+    -------
+    DataFrame
+        One row per split (``train``, ``val``, ``test``, then ``all``): ``n_patients``,
+        ``n_sequences``, ``n_frames``, the frame-averaged ``dice_{class}`` and ``dice_mean``,
+        and ``dice_mean_by_patient`` (the mean of per-patient means: the patient is the unit).
+    """
+    table = with_split(latents, patients)
+    dice = [c for c in table.columns if c.startswith("dice_")]
+    rows = []
+    for split in SPLIT_ORDER:
+        part = table if split == "all" else table[table["split"] == split]
+        row = {"split": split, "n_patients": part["patient_id"].nunique(),
+               "n_sequences": len(part[["patient_id", "view"]].drop_duplicates()), "n_frames": len(part)}
+        row.update({c: float(part[c].mean()) if len(part) else np.nan for c in dice})
+        row["dice_mean_by_patient"] = float(part.groupby("patient_id")["dice_mean"].mean().mean()) \
+            if len(part) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
