@@ -408,7 +408,7 @@ def _check_inputs(masks: np.ndarray, attrs: np.ndarray | None, phase: np.ndarray
         raise ValueError(f"{split} masks hold labels outside [0, {cfg.model.n_classes})")
     masks = masks.astype(np.uint8, copy=False)
     if attrs is not None:
-        attrs = np.asarray(attrs, dtype=np.float32)
+        attrs = np.array(attrs, dtype=np.float32)  # a writable copy: torch shares its memory
         if attrs.ndim == 1:
             attrs = attrs[:, None]
         if attrs.shape[0] != len(masks):
