@@ -123,9 +123,12 @@ def test_sheet_ingestion_full_and_half_cycles(tmp_path):
     assert list(patients.columns[:2]) == ["patient_id", "age"]
     assert set(patients["smoker"]) == {"yes"} and set(patients["group"]) == {"control", "case"}
     group = read_group(out / f"shard-{table['shard'][0]}.h5", table["patient_id"][0], table["view"][0])
-    np.testing.assert_allclose(group["frame_pos"], frame_positions(8, 0, 4, "full"))
+    # ED = 0, ES = 4 of 8 frames: 4 frames of systole up to 1, 4 of diastole back towards 0
+    np.testing.assert_allclose(group["frame_pos"], [0, .25, .5, .75, 1, .75, .5, .25], atol=1e-6)
     half = ingest_cohort(open_source("sheet", path, cycle="half"), tmp_path / "half", image_size=32)
     assert (half["n_frames"] == 5).all() and (half["es"] == 4).all()
+    group = read_group(tmp_path / "half" / f"shard-{half['shard'][0]}.h5", half["patient_id"][0], half["view"][0])
+    np.testing.assert_allclose(group["frame_pos"], [0, .25, .5, .75, 1], atol=1e-6)
 
 
 def test_frame_positions_full_cycle_is_periodic():

@@ -179,11 +179,64 @@ def test_loss_config_validation():
     assert LossConfig.from_dict(cfg.to_dict()) == cfg
 
 
-def test_losses_are_differentiable():
-    logits = torch.randn(2, 4, 8, 8, requires_grad=True, generator=torch.Generator().manual_seed(0))
-    target = torch.randint(0, 4, (2, 8, 8), generator=torch.Generator().manual_seed(1))
-    z = torch.randn(2, 3, requires_grad=True)
-    rec = reconstruction_loss(logits, target)["rec"]
-    ar = attribute_loss(z, torch.tensor(np.array([[1.0, 2.0], [0.0, 5.0]], np.float32)))
-    (rec + ar).backward()
-    assert torch.isfinite(logits.grad).all() and torch.isfinite(z.grad).all()
+def test_kl_capacity_value_and_gradient_sign_on_each_side_of_c():
+    """beta |KL - C| (latent_models.md §2): value and gradient by hand, below and above C.
+
+    mu = [1, 0], logvar = [0, ln 2] (batch of one), per dimension -1/2 (1 + logvar - mu^2 - var):
+    dim 0: -1/2 (1 + 0 - 1 - 1) = 1/2 ; dim 1: -1/2 (1 + ln 2 - 0 - 2) = (1 - ln 2) / 2
+    -> KL = 1 - ln 2 / 2 ~ 0.6534. dKL/dmu_0 = mu_0 = 1; dKL/dlogvar_1 = (exp(ln 2) - 1) / 2 = 1/2.
+    Above C (KL > C) the term pulls KL down: gradient +beta dKL; below C it pushes KL up:
+    gradient -beta dKL.
+    """
+    logits, target, ce = two_class_case()
+    kl = 1 - math.log(2) / 2
+    rec = 0.1 * ce + 1 / 3
+    beta = 0.5
+    for capacity, side in ((0.25, +1.0), (2.0, -1.0)):
+        mu = torch.tensor([[1.0, 0.0]], requires_grad=True)
+        logvar = torch.tensor([[0.0, math.log(2.0)]], requires_grad=True)
+        out = {"logits": logits.float(), "mu": mu, "logvar": logvar, "z": mu.detach()}
+        cfg = LossConfig(kind="vae", beta=beta, capacity=capacity, dice_smooth=0.0)
+        terms = compute_losses(out, target, cfg)
+        assert terms["kl"].item() == pytest.approx(kl, abs=1e-6)
+        assert terms["total"].item() == pytest.approx(rec + beta * abs(kl - capacity), abs=1e-6)
+        terms["total"].backward()
+        assert mu.grad.tolist()[0] == pytest.approx([side * beta * 1.0, 0.0], abs=1e-6)
+        assert logvar.grad.tolist()[0] == pytest.approx([0.0, side * beta * 0.5], abs=1e-6)
+    # C = 0 is the plain beta KL
+    plain = compute_losses({"logits": logits.float(), "mu": torch.tensor([[1.0, 0.0]]),
+                            "logvar": torch.tensor([[0.0, math.log(2.0)]]), "z": torch.zeros(1, 2)},
+                           target, LossConfig(kind="vae", beta=beta, capacity=0.0, dice_smooth=0.0))
+    assert plain["total"].item() == pytest.approx(rec + beta * kl, abs=1e-6)
+
+
+def test_kl_closed_form_in_sigma():
+    """KL(N(mu, s^2) || N(0, 1)) = -ln s + (s^2 + mu^2 - 1) / 2 per dimension, summed."""
+    mu = torch.tensor([[1.5, -0.5, 0.0]])
+    sigma = torch.tensor([[0.5, 2.0, 1.0]])
+    expected = sum(-math.log(s) + (s * s + m * m - 1) / 2 for m, s in zip([1.5, -0.5, 0.0], [0.5, 2.0, 1.0]))
+    assert kl_divergence(mu, 2 * torch.log(sigma)).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_gradients_match_closed_forms():
+    """Cross-entropy, KL and AR-term gradients against their derivatives written by hand."""
+    # CE over N pixels: dCE/dlogits = (softmax - onehot) / N. Two-class case: p1 = 1/2, 3/4, 3/4, 1/4.
+    logits, target, _ = two_class_case()
+    logits = logits.float().requires_grad_(True)
+    reconstruction_loss(logits, target, ce_weight=1.0, dice_weight=0.0)["rec"].backward()
+    grad1 = np.array([[0.5 - 0, 0.75 - 1], [0.75 - 1, 0.25 - 1]]) / 4
+    np.testing.assert_allclose(logits.grad[0, 1].numpy(), grad1, atol=1e-6)
+    np.testing.assert_allclose(logits.grad[0, 0].numpy(), -grad1, atol=1e-6)
+    # KL, batch of B = 2: dKL/dmu = mu / B, dKL/dlogvar = (exp(logvar) - 1) / (2 B)
+    mu = torch.tensor([[1.0, -2.0], [0.5, 0.0]], requires_grad=True)
+    logvar = torch.tensor([[0.0, math.log(3.0)], [math.log(0.5), 0.0]], requires_grad=True)
+    kl_divergence(mu, logvar).backward()
+    np.testing.assert_allclose(mu.grad.numpy(), [[0.5, -1.0], [0.25, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(logvar.grad.numpy(), [[0.0, 0.5], [-0.125, 0.0]], atol=1e-6)
+    # AR term, two samples in the attribute's order (a_0 < a_1), d = z_1 - z_0 = 1, delta = 1:
+    # L = 2 (1 - tanh(delta d)) / 4 -> dL/dz_1 = -delta sech^2(delta d) / 2 = -dL/dz_0:
+    # the gradient step moves z_1 up and z_0 down, i.e. spreads the codes in the attribute's order.
+    z = torch.tensor([[0.0, 5.0], [1.0, -5.0]], requires_grad=True)
+    attribute_loss(z, torch.tensor([[1.0], [3.0]]), delta=1.0).backward()
+    sech2 = 1 / math.cosh(1.0) ** 2
+    np.testing.assert_allclose(z.grad.numpy(), [[sech2 / 2, 0.0], [-sech2 / 2, 0.0]], atol=1e-6)

@@ -86,10 +86,27 @@ def test_sampling_uses_the_generator():
     model = MaskVAE(VAEConfig(input_size=32, blocks=2, init_channels=4, bottleneck_channels=4))
     x = one_hot(torch.zeros(2, 32, 32, dtype=torch.long), 4)
     model.eval()
-    z1 = model(x, generator=torch.Generator().manual_seed(5))["z"]
+    out = model(x, generator=torch.Generator().manual_seed(5))
     z2 = model(x, generator=torch.Generator().manual_seed(5))["z"]
     z3 = model(x, generator=torch.Generator().manual_seed(6))["z"]
-    assert torch.equal(z1, z2) and not torch.equal(z1, z3)
+    assert torch.equal(out["z"], z2) and not torch.equal(out["z"], z3)
+    # the reparameterisation z = mu + sigma * eps, sigma = exp(logvar / 2), eps ~ N(0, I) the
+    # generator's first draw
+    eps = torch.randn(out["mu"].shape, generator=torch.Generator().manual_seed(5))
+    expected = out["mu"] + torch.exp(0.5 * out["logvar"]) * eps
+    torch.testing.assert_close(out["z"], expected, rtol=0, atol=1e-6)
+
+
+def test_reparameterised_codes_have_the_posterior_moments():
+    """z ~ N(mu, exp(logvar)): over 200 000 draws the mean is mu and the sd exp(logvar / 2)."""
+    from echolatent.models.vae import reparameterize
+
+    mu = torch.tensor([[1.5, -2.0, 0.0]]).expand(200_000, 3)
+    logvar = torch.log(torch.tensor([[0.25, 4.0, 1.0]])).expand(200_000, 3)
+    z = reparameterize(mu, logvar, torch.Generator().manual_seed(0))
+    # standard error of the mean sd / sqrt(n) <= 2 / 447 ~ 0.0045: 5 standard errors
+    torch.testing.assert_close(z.mean(0), torch.tensor([1.5, -2.0, 0.0]), rtol=0, atol=0.025)
+    torch.testing.assert_close(z.std(0), torch.tensor([0.5, 2.0, 1.0]), rtol=0.01, atol=0)
 
 
 def test_one_hot_and_label_check():
@@ -111,6 +128,25 @@ def test_dice_per_class_hand_computed():
     assert np.isnan(d[0, 3])  # LA absent from both
 
 
+def test_dice_of_overlapping_squares_hand_built():
+    """Two 10 x 10 squares offset by 5 columns overlap on 10 x 5 = 50 px: Dice = 2 * 50 / (100 + 100) = 0.5."""
+    pred = np.zeros((2, 30, 30), np.uint8)
+    target = np.zeros((2, 30, 30), np.uint8)
+    pred[0, 5:15, 5:15] = 1
+    target[0, 5:15, 10:20] = 1
+    # frame 2: an LV of 8 x 8 = 64 px inside a target of 8 x 12 = 96 px, plus an MYO square
+    # of 16 px predicted where the target has none: LV 2 * 64 / 160 = 0.8, MYO 0
+    pred[1, 4:12, 4:12] = 1
+    target[1, 4:12, 4:16] = 1
+    pred[1, 20:24, 20:24] = 2
+    d = dice_per_class(pred, target, 3)
+    assert d[0, 1] == pytest.approx(0.5)
+    assert np.isnan(d[0, 2])
+    # background: pred 900 - 100 = 800, target 800, overlap 900 - |union| = 900 - 150 = 750
+    assert d[0, 0] == pytest.approx(2 * 750 / 1600)
+    assert d[1, 1] == pytest.approx(0.8) and d[1, 2] == 0.0
+
+
 def test_encode_shapes_and_mode_restored():
     cfg = VAEConfig(input_size=32, blocks=2, init_channels=4, latent_dim=5, bottleneck_channels=4)
     model = MaskVAE(cfg)
@@ -123,6 +159,14 @@ def test_encode_shapes_and_mode_restored():
     # batch size does not change the eval-mode encoding
     mu_all, _, rec_all = encode(model, masks, batch_size=100)
     np.testing.assert_allclose(mu, mu_all, atol=1e-5)
+    # the encoding is the eval-mode posterior mean, and the reconstruction the argmax of decode(mu)
+    model.eval()
+    with torch.no_grad():
+        mu_ref, logvar_ref = model.encode(one_hot(masks, 4))
+        rec_ref = model.decode(mu_ref).argmax(1).numpy()
+    np.testing.assert_allclose(mu, mu_ref.numpy(), atol=1e-5)
+    np.testing.assert_allclose(logvar, logvar_ref.numpy(), atol=1e-5)
+    np.testing.assert_array_equal(rec, rec_ref)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

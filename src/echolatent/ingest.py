@@ -25,9 +25,10 @@ Output contract (``results/cohort/``; later stages rely on it)
     ``mask_native`` (T, H, W) uint8, ``mask`` (T, S, S) uint8 (nearest),
     ``image`` (T, S, S) when the source has images (bilinear; uint8 stays uint8; native
     images stay in the source files, listed in ``sequences.tsv``),
-    ``frame_pos`` (T,) float32 (0 at ED, 1 at ES, back to 0 at the next ED for full
-    cycles), and attributes ``spacing_native`` and ``spacing`` (h, w mm; the model-grid
-    spacing is the native one scaled by H/S and W/S), ``ed``, ``es``, ``cycle``,
+    ``frame_pos`` (T,) float32 (0 at ED, 1 at ES; full cycles are periodic, falling
+    back towards 0 before the next ED whatever the order of ED and ES; see
+    :func:`frame_positions`), and attributes ``spacing_native`` and ``spacing`` (h, w
+    mm; the model-grid spacing is the native one scaled by H/S and W/S), ``ed``, ``es``, ``cycle``,
     ``frame_rate`` (NaN when unknown). Chunked one frame per chunk, gzip-compressed.
 ``qc.tsv``
     Sequences skipped with ``qc.on_bad_sequence: skip``: ``patient_id, view, file,
@@ -279,21 +280,40 @@ def plan_cohort(source, *, n_shards: int, seed: int, fractions: dict, split_sour
 def frame_positions(n_frames: int, ed: int, es: int, cycle: str) -> np.ndarray:
     """Position of each frame in the cardiac phase: 0 at ED, 1 at ES.
 
-    Half cycles rise linearly from ED to ES. Full cycles are treated as periodic: frames
-    from ED to ES rise linearly, frames from ES to the next ED (wrapping past the end of
-    the sequence) fall linearly back to 0.
+    Half cycles (``ed < es``) rise linearly from ED to ES; frames before ED are 0, frames
+    after ES are 1.
+
+    Full cycles are periodic with period ``n_frames`` (frame ``n_frames`` would be the next
+    ED), whatever the order of ED and ES and wherever the sequence starts: from ED the
+    position rises linearly to 1 at ES over the ``(es - ed) mod n_frames`` frames of
+    systole, then falls linearly back towards 0 over the remaining frames of diastole.
+    Frames before ED belong to the previous cycle (its diastole, or its systole when the
+    sequence holds ES before ED).
+
+    Raises
+    ------
+    ValueError
+        ED or ES outside the sequence, ED == ES, a half cycle with ES before ED (a reader
+        must reverse such a sequence first), or an unknown cycle.
     """
-    index = np.arange(n_frames)
-    if cycle == "half" or es <= ed:
-        span = max(es - ed, 1)
-        return np.clip((index - ed) / span, 0.0, 1.0).astype(np.float32)
-    pos = np.empty(n_frames, dtype=np.float64)
-    systole = (index >= ed) & (index <= es)
-    pos[systole] = (index[systole] - ed) / (es - ed)
-    diastole_length = (ed - es) % n_frames or n_frames
-    after_es = (index[~systole] - es) % n_frames
-    pos[~systole] = 1.0 - after_es / diastole_length
-    return pos.astype(np.float32)
+    n = int(n_frames)
+    ed, es = int(ed), int(es)
+    if not (0 <= ed < n and 0 <= es < n):
+        raise ValueError(f"ED={ed}/ES={es} outside the {n} frames")
+    if ed == es:
+        raise ValueError(f"ED and ES are the same frame ({ed})")
+    index = np.arange(n)
+    if cycle == "half":
+        if es < ed:
+            raise ValueError(f"a half cycle runs from ED to ES: needs ED < ES, got ED={ed}, ES={es}")
+        return np.clip((index - ed) / (es - ed), 0.0, 1.0).astype(np.float32)
+    if cycle != "full":
+        raise ValueError(f"cycle must be 'full' or 'half', got {cycle!r}")
+    systole = (es - ed) % n  # frames from ED to ES, in 1..n-1
+    since_ed = (index - ed) % n
+    rising = since_ed / systole
+    falling = 1.0 - (since_ed - systole) / (n - systole)
+    return np.where(since_ed <= systole, rising, falling).astype(np.float32)
 
 
 def check_record(record: SequenceRecord) -> np.ndarray:
@@ -323,6 +343,11 @@ def check_record(record: SequenceRecord) -> np.ndarray:
         raise InputError(where, f"{label}: ED={record.ed}/ES={record.es} outside the {mask.shape[0]} frames")
     if record.ed == record.es:
         raise InputError(where, f"{label}: ED and ES are the same frame ({record.ed})")
+    if record.cycle not in ("full", "half"):
+        raise InputError(where, f"{label}: cycle must be 'full' or 'half', got {record.cycle!r}")
+    if record.cycle == "half" and record.ed > record.es:
+        raise InputError(where, f"{label}: a half cycle runs from ED to ES, but ED={record.ed} comes after "
+                                f"ES={record.es} (reverse a half cycle stored ES->ED)")
     if record.image is not None and np.asarray(record.image).shape != mask.shape:
         raise InputError(where, f"{label}: image shape {np.asarray(record.image).shape} != mask shape {mask.shape}")
     return mask.astype(np.uint8, copy=False)

@@ -14,7 +14,9 @@ One row per (patient, view) sequence. Columns:
     Path of the matching image sequence.
 ``ed``, ``es`` (required)
     0-based frame indices of end-diastole and end-systole in that sequence; different
-    frames, and ``ed < es`` for a half cycle.
+    frames, and ``ed < es`` for a half cycle. A full cycle may hold them in either order
+    (a sequence that starts mid-cycle holds ES before ED); such a sequence has no ED->ES
+    run of frames, so it cannot be ingested as a half cycle (``cohort.cycle: half``).
 ``cycle`` (optional)
     ``full`` (ED->ES->ED) or ``half`` (ED->ES); default ``full``.
 ``frame_rate`` (optional)

@@ -207,13 +207,23 @@ class StoreSource:
 
 
 def half_cycle(record: SequenceRecord) -> SequenceRecord:
-    """Frames ED..ES of a full-cycle record (a CAMUS-like half sequence)."""
+    """Frames ED..ES of a full-cycle record (a CAMUS-like half sequence).
+
+    A full cycle that holds ES before ED (a sequence starting mid-cycle) has no ED->ES run
+    of frames: its systole straddles the start or the end of the sequence, and cutting it
+    would need frames the sequence does not hold. It raises an InputError saying so.
+    """
     if record.cycle == "half":
         return record
-    if not 0 <= record.ed < record.es < record.mask.shape[0]:
-        raise InputError(record.files[0] if record.files else None,
-                         f"{record.patient_id} {record.view}: cannot cut ED={record.ed}..ES={record.es} "
-                         f"out of {record.mask.shape[0]} frames")
+    where = record.files[0] if record.files else None
+    n_frames = record.mask.shape[0]
+    if not (0 <= record.ed < n_frames and 0 <= record.es < n_frames) or record.ed == record.es:
+        raise InputError(where, f"{record.patient_id} {record.view}: cannot cut ED={record.ed}..ES={record.es} "
+                                f"out of {n_frames} frames")
+    if record.es < record.ed:
+        raise InputError(where, f"{record.patient_id} {record.view}: cannot cut a half cycle: the sequence holds ES "
+                                f"before ED (ED={record.ed}, ES={record.es}), so no ED->ES run of frames; "
+                                "ingest it as a full cycle (cohort.cycle: full)")
     cut = slice(record.ed, record.es + 1)
     return SequenceRecord(
         patient_id=record.patient_id, view=record.view, mask=record.mask[cut],
