@@ -159,13 +159,19 @@ def _rotated_bullet(angle, size=256, L=100.0, b=28.0, t=8.0):
 
 
 def test_bullet_base_width_and_length():
+    """By hand: the lowest LV row 119 (u = 1) spans |c - 80| <= floor(24 sqrt(1 - 1/70^2)) = 23, i.e.
+    columns 57..103, so the basal corners are (119, 57) and (119, 103), 46 px apart. The top LV row
+    is 50 (u = 70); the 0.9 iso-contour between rows 49 (0) and 50 (1) puts the apex at row 49.9, on
+    the symmetry column 80: length 119 - 49.9 = 69.1 px."""
     m = bullet(L=70, b=24)
     df = shape_attributes(m)
-    assert df["lv_base_width"].iloc[0] == pytest.approx(48, abs=2)
-    assert df["lv_length"].iloc[0] == pytest.approx(70, abs=2)
+    assert df["lv_base_width"].iloc[0] == pytest.approx(46, abs=1e-9)
+    assert df["lv_length"].iloc[0] == pytest.approx(69.1, abs=1e-6)
     left, right, apex = lv_landmarks(m)
-    assert left[1] < right[1] and left[0] == right[0] == 119  # lowest LV row on both sides
-    assert apex[0] < 55  # near the top of the cavity
+    np.testing.assert_allclose(left, [119, 57])
+    np.testing.assert_allclose(right, [119, 103])
+    np.testing.assert_allclose(apex, [49.9, 80], atol=1e-6)
+    assert df["lv_orientation"].iloc[0] == pytest.approx(0, abs=1e-9)  # symmetric about column 80
 
 
 def test_translation_moves_centres():
@@ -184,7 +190,11 @@ def test_missing_structures():
     df = shape_attributes(no_myo)
     assert df["myo_area"].iloc[0] == 0
     assert np.isnan(df["lv_base_width"].iloc[0]) and np.isnan(df["lv_length"].iloc[0])
-    assert np.isfinite(df["lv_orientation"].iloc[0]) and np.isfinite(df["epi_center_x"].iloc[0])
+    # without MYO the LV alone gives the orientation (upright: 0) and the EPI centre: the centroid
+    # of a half ellipse, 4 L / (3 pi) above its base (row 120), on the symmetry column 80
+    assert df["lv_orientation"].iloc[0] == pytest.approx(0, abs=1e-9)
+    assert df["epi_center_x"].iloc[0] == pytest.approx(80, abs=1e-9)
+    assert df["epi_center_y"].iloc[0] == pytest.approx(120 - 4 * 70 / (3 * math.pi), abs=0.5)
     no_lv = np.where(m == 1, 0, m).astype(np.uint8)
     df = shape_attributes(no_lv)
     assert df["lv_area"].iloc[0] == 0
@@ -206,9 +216,9 @@ def test_mm_variants():
     assert mm["epi_center_y_mm"].iloc[0] == pytest.approx(px["epi_center_y"].iloc[0] * 0.5)
     # horizontal base, columns scaled by 0.25
     assert mm["lv_base_width_mm"].iloc[0] == pytest.approx(px["lv_base_width"].iloc[0] * 0.25)
-    left, right, apex = lv_landmarks(m)
-    mid = (left + right) / 2
-    assert mm["lv_length_mm"].iloc[0] == pytest.approx(math.hypot((apex[0] - mid[0]) * 0.5, (apex[1] - mid[1]) * 0.25))
+    # vertical axis (apex on the base midpoint's column): 69.1 rows of 0.5 mm; base 46 columns of 0.25 mm
+    assert mm["lv_length_mm"].iloc[0] == pytest.approx(69.1 * 0.5, abs=1e-6)
+    assert mm["lv_base_width_mm"].iloc[0] == pytest.approx(46 * 0.25, abs=1e-9)
     per_map = shape_attributes(np.stack([m, m]), spacing=[(0.5, 0.25), (1.0, 1.0)])
     assert per_map["lv_area_mm2"].tolist() == pytest.approx([px["lv_area"].iloc[0] * 0.125, px["lv_area"].iloc[0]])
 
@@ -264,9 +274,10 @@ def test_translation_invariance_hypothesis(seed, dr, dc):
 
 
 def test_degenerate_maps():
-    for m in (np.array([[1, 2, 1, 3]], np.uint8), np.array([[1], [2], [0]], np.uint8), np.full((5, 5), 1, np.uint8)):
+    maps = (np.array([[1, 2, 1, 3]], np.uint8), np.array([[1], [2], [0]], np.uint8), np.full((5, 5), 1, np.uint8))
+    for m, lv_area, myo_area in zip(maps, (2, 1, 25), (1, 1, 0)):
         df = shape_attributes(m)
-        assert df["lv_area"].iloc[0] == np.count_nonzero(m == 1)
+        assert (df["lv_area"].iloc[0], df["myo_area"].iloc[0]) == (lv_area, myo_area)
 
 
 @settings(max_examples=25, deadline=None)

@@ -45,7 +45,12 @@ def test_latents_one_row_per_frame_with_reconstructions(run):
 
 def test_temporal_tables_and_summary_agree(run):
     tables = pd.concat([pd.read_csv(run / f"results/temporal/tiny/shard-{k}.tsv", sep="\t") for k in (0, 1)])
-    summary = pd.read_csv(run / "results/temporal/tiny/summary.tsv", sep="\t").set_index("sequences")
+    summary = pd.read_csv(run / "results/temporal/tiny/summary.tsv", sep="\t")
+    assert summary["split"].tolist() == [s for s in ("train", "val", "test", "all") for _ in range(3)]
+    assert tables["split"].isin(["train", "val", "test"]).all()
+    per_split = summary[summary["sequences"] == "all"].set_index("split")["n_sequences"]
+    assert per_split[["train", "val", "test"]].sum() == per_split["all"] == len(tables)
+    summary = summary[summary["split"] == "all"].set_index("sequences")
     assert summary.loc["all", "n_sequences"] == len(tables) == 16
     assert summary.loc["all", "inconsistent_sequences_after"] == tables["sequence_inconsistent_after"].sum()
     assert set(tables["method"]) <= {"none", "repair", "smooth"}
@@ -54,7 +59,9 @@ def test_temporal_tables_and_summary_agree(run):
     assert tables.loc[flagged, "corrected"].all() and (tables.loc[~tables["corrected"], "replaced_frames"] == 0).all()
     # spikes were injected and the synthetic truth gives Dice before/after
     assert tables["n_spikes"].sum() > 0 and tables["dice_after"].between(0, 1).all()
-    detection = pd.read_csv(run / "results/temporal/detection.tsv", sep="\t").set_index("frames")
+    detection = pd.read_csv(run / "results/temporal/detection.tsv", sep="\t")
+    assert set(detection["split"]) == {"train", "val", "test", "all"}
+    detection = detection[detection["split"] == "all"].set_index("frames")
     assert detection.loc["spike", "n_frames"] > 0
 
 

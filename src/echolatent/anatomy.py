@@ -7,7 +7,8 @@ thresholds criterion by criterion.
 
 Definitions (pixels of the grid; connectivities as in the reference implementation)
 ---------------------------------------------------------------------------------
-``s = H * W / 2**14`` is the small-object size (4 px at 256 x 256). EPI = LV ∪ MYO.
+``s = H * W / 2**14`` is the small-object size (4 px at 256 x 256) on the native grid;
+1.44 mm^2 in pixels when the spacing is known (see "Grid"). EPI = LV ∪ MYO.
 
 1-3. ``holes_in_lv``, ``holes_in_epi``, ``holes_in_atrium``: area of the components of
      the complement (8-connectivity) that do not touch the image border.
@@ -35,6 +36,22 @@ Departures from the reference code, all deliberate: criterion 5 uses (LV, LA); t
 takes the component of pixel (0, 0), which is not translation invariant and fails when
 that pixel belongs to a structure); a criterion whose structure is missing from the map is
 NaN (hence invalid), where the reference returns 0 for some of them.
+
+Grid
+----
+The criteria count pixels. Criteria 9-12 (the thresholded ratios) change under an
+anisotropic resampling: on CAMUS's native grid (about 0.154 x 0.308 mm) a wall's thickness
+is counted in coarse columns and the apex's in fine rows, which halves the erosion ratio of
+a lateral wall; criteria 1-8 (valid iff 0) only lose defects when the grid is coarsened.
+So, when the spacing is known (``grid="auto"``, the default, or a pixel size ``g`` in mm),
+criteria 9-12 are measured on the maps resampled (nearest neighbour, same field of view) to
+the canonical isotropic grid of :data:`CRITERIA_GRID_MM` = 0.3 mm (about CAMUS's coarse,
+lateral spacing of 0.308 mm: no lateral detail is invented and depth keeps every other
+row), and criteria 1-8 on the maps' own grid, where no hole, gap or fragment is lost, with
+``s`` = :data:`SMALL_OBJECT_MM2` = 1.44 mm^2 on both.
+``grid="native"`` (and any call without spacing) measures all 12 on the maps' own pixels
+with ``s = H W / 2**14``, as the reference does. benchmarks/bench_criteria_grid.py gives the
+evidence (docs/methods.md).
 
 Speed
 -----
@@ -68,12 +85,17 @@ __all__ = [
     "CRITERIA",
     "CRITERION_STRUCTURES",
     "EROSION_RATIO_MYO_MIN",
+    "GRID_CRITERIA",
     "FRONTIER_RATIO_LV_BG_MAX",
     "FRONTIER_RATIO_MYO_LA_MAX",
     "THRESHOLDS",
     "WIDTH_RATIO_LV_MYO_MAX",
+    "CRITERIA_GRID_MM",
+    "SMALL_OBJECT_MM2",
     "anatomical_metrics",
+    "criteria_grid",
     "criteria_validity",
+    "resample_to_grid",
     "small_object_size",
 ]
 
@@ -113,6 +135,11 @@ THRESHOLDS = MappingProxyType({
     "erosion_ratio_before_myo_split": (EROSION_RATIO_MYO_MIN, math.inf),
 })
 
+#: The criteria measured on the canonical isotropic grid (their values change under an
+#: anisotropic resampling); the other eight count pixels of holes, gaps and fragments, are
+#: valid iff 0 and are measured on the maps' own grid, where no defect is lost.
+GRID_CRITERIA = tuple(THRESHOLDS)
+
 #: Labels a criterion needs in the label set to apply. Criterion 9 needs the LA label too
 #: (as in the reference): without it the LV's open base faces unlabelled atrium, i.e. background.
 CRITERION_STRUCTURES = MappingProxyType({
@@ -134,19 +161,98 @@ CRITERION_STRUCTURES = MappingProxyType({
 _MEASURED_ON = {name: req for name, req in CRITERION_STRUCTURES.items()}
 _MEASURED_ON["frontier_ratio_between_lv_and_bg"] = (LV,)
 
+_RESAMPLED_PIXELS = 2**26  # pixels of resampled maps held at once by anatomical_metrics
 _S8 = np.ones((3, 3), dtype=bool)
 _LITTLE_U64 = np.dtype("<u8")
 
 
+#: Pixel size (mm) of the canonical isotropic grid of criteria 9-12 when the spacing of the
+#: maps is known: about the coarse (lateral) CAMUS spacing, 0.308 mm. On it the erosion ratio
+#: moves in steps of ~0.02 (one pixel over a ~6 mm half-thickness); on a 0.6 mm grid the
+#: step, ~0.11, is as large as the threshold (benchmarks/bench_criteria_grid.py).
+CRITERIA_GRID_MM = 0.3
+#: Small-object size in mm^2 when the spacing is known: the reference's 4 pixels of a
+#: 256 x 256 map of a ~154 mm CAMUS sector (0.6 mm pixels), i.e. ``1.44 / (h w)`` pixels of
+#: a grid of ``h x w`` mm (16 px at 0.3 mm; the reference's ``H W / 2**14`` on a native
+#: 1000 x 600 CAMUS map at 0.154 x 0.308 mm is 1.74 mm^2).
+SMALL_OBJECT_MM2 = 1.44
+
+
 def small_object_size(shape: Sequence[int]) -> float:
-    """Small-object size ``s = H * W / 2**14`` (pixels) of a map of shape ``(H, W)``."""
+    """Small-object size ``s = H * W / 2**14`` (pixels) of a map of shape ``(H, W)`` on its own grid."""
     return shape[0] * shape[1] / 2**14
+
+
+def criteria_grid(grid="auto", spacing=None):
+    """Resolve a ``grid`` argument of :func:`anatomical_metrics`: ``"native"`` or a pixel size in mm.
+
+    ``"auto"`` is :data:`CRITERIA_GRID_MM` when ``spacing`` is given, else ``"native"``; a
+    number is the pixel size of an isotropic grid (it needs the spacing, checked by the caller).
+    """
+    if isinstance(grid, str):
+        key = grid.strip().lower()
+        if key == "auto":
+            return "native" if spacing is None else CRITERIA_GRID_MM
+        if key == "native":
+            return "native"
+        try:
+            grid = float(key)
+        except ValueError:
+            raise ValueError(f"grid must be 'auto', 'native' or a pixel size in mm, got {grid!r}") from None
+    if grid is None:
+        return criteria_grid("auto", spacing)
+    if isinstance(grid, (bool, np.bool_)) or not isinstance(grid, (int, float, np.integer, np.floating)):
+        raise ValueError(f"grid must be 'auto', 'native' or a pixel size in mm, got {grid!r}")
+    grid = float(grid)
+    if not math.isfinite(grid) or grid <= 0:
+        raise ValueError(f"grid must be a positive pixel size in mm, got {grid!r}")
+    return grid
+
+
+def _grid_indices(n: int, step: float, grid_mm: float) -> np.ndarray:
+    """Source indices of the nearest-neighbour resampling of ``n`` pixels of ``step`` mm to ``grid_mm``.
+
+    Output pixel ``k`` (centre ``(k + 1/2) grid_mm`` from the map's edge) takes the source
+    pixel whose extent ``[i step, (i + 1) step)`` holds that centre; the output covers the
+    same field of view, ``max(1, round(n step / grid_mm))`` pixels.
+    """
+    m = max(1, int(round(n * step / grid_mm)))
+    idx = np.floor((np.arange(m) + 0.5) * (grid_mm / step) + 1e-9).astype(np.intp)
+    return np.minimum(idx, n - 1)
+
+
+def resample_to_grid(masks, spacing, grid_mm: float = CRITERIA_GRID_MM) -> np.ndarray:
+    """Nearest-neighbour resampling of label maps of pixel size ``spacing`` (h, w) mm to an isotropic grid.
+
+    Parameters
+    ----------
+    masks : array_like, shape (H, W) or (N, H, W)
+        Label maps (any dtype; values are copied, never interpolated).
+    spacing : sequence of 2 float
+        Pixel size ``(h, w)`` in mm, shared by the maps.
+    grid_mm : float
+        Pixel size of the output grid in mm.
+
+    Returns
+    -------
+    ndarray, shape (H', W') or (N, H', W')
+        The maps on the grid, ``H' = max(1, round(H h / grid_mm))`` (same for W): the same field
+        of view, each output pixel taking the label of the input pixel under its centre.
+    """
+    arr = np.asarray(masks)
+    sh, sw = (float(v) for v in spacing)
+    grid_mm = criteria_grid(grid_mm, spacing)
+    if grid_mm == "native":
+        return arr.copy()
+    rows = _grid_indices(arr.shape[-2], sh, grid_mm)
+    cols = _grid_indices(arr.shape[-1], sw, grid_mm)
+    return np.ascontiguousarray(arr[..., rows[:, None], cols[None, :]])
 
 
 # --------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------
-def anatomical_metrics(masks, spacing=None, *, labels: Sequence[int] = (LV, MYO, LA),
+def anatomical_metrics(masks, spacing=None, *, grid="auto", labels: Sequence[int] = (LV, MYO, LA),
                        thresholds: Mapping[str, tuple[float, float]] | None = None,
                        chunk_size: int = 128) -> pd.DataFrame:
     """Measure the 12 anatomical criteria of apical label maps.
@@ -157,9 +263,25 @@ def anatomical_metrics(masks, spacing=None, *, labels: Sequence[int] = (LV, MYO,
         Label maps: 0 background, 1 LV cavity, 2 myocardium, 3 left atrium. Any integer
         dtype; values outside ``{0} ∪ labels`` are an error.
     spacing : sequence of 2 float or array of shape (N, 2), optional
-        Pixel size ``(h, w)`` in mm. Validated but not used: the 12 criteria are measured
-        in pixels of the grid, as in the reference, so their thresholds hold for the grid
-        they were tuned on (native CAMUS resolution) and shift after a non-isotropic resize.
+        Pixel size ``(h, w)`` in mm (one for all maps, or one per map). With the default
+        ``grid`` it selects the grid the criteria are measured on.
+    grid : "auto", "native" or float, default "auto"
+        The grid the criteria are measured on. The criteria count pixels: the four
+        thresholded ones (:data:`GRID_CRITERIA`: frontier ratios 9-10, width ratio 11,
+        erosion ratio 12) change under anisotropic resampling, the eight others (holes, gaps,
+        fragments; valid iff 0) only lose defects when the grid is coarsened:
+
+        * a number ``g`` (mm): criteria 9-12 on the maps resampled to an isotropic grid of
+          ``g`` mm (nearest neighbour, same field of view, :func:`resample_to_grid`),
+          criteria 1-8 on the maps' own grid; the small-object size is
+          :data:`SMALL_OBJECT_MM2` (1.44 mm^2, 16 px at 0.3 mm) on both. ``spacing`` is
+          required. Maps already on that grid are measured once;
+        * ``"native"``: all 12 on the maps' own pixels with ``s = H W / 2**14``, as the
+          reference code does (for maps of unknown spacing, or to reproduce it);
+        * ``"auto"``: :data:`CRITERIA_GRID_MM` (0.3 mm) when ``spacing`` is given, else
+          ``"native"``.
+
+        benchmarks/bench_criteria_grid.py measures the choices on CAMUS-like geometries.
     labels : sequence of int, default (1, 2, 3)
         The label set of the maps. Use ``labels=(1, 2)`` for maps without an atrium label:
         the criteria that need a missing label (``CRITERION_STRUCTURES``) are then NaN and do
@@ -176,11 +298,13 @@ def anatomical_metrics(masks, spacing=None, *, labels: Sequence[int] = (LV, MYO,
     Returns
     -------
     pandas.DataFrame
-        One row per map, the 12 columns of :data:`CRITERIA` (float; counts are pixel areas)
-        and ``anatomical_errors`` (bool, True if any applicable criterion is invalid). A
+        One row per map (in input order, whatever the grid), the 12 columns of
+        :data:`CRITERIA` (float; the areas of criteria 1-8 are pixels of the maps' own grid) and
+        ``anatomical_errors`` (bool, True if any applicable criterion is invalid). A
         criterion is NaN when a structure it measures is absent from the map (the map is
         then invalid) or when its labels are not in ``labels`` (not an error).
-        ``df.attrs["labels"]`` records the label set.
+        ``df.attrs["labels"]`` records the label set, ``df.attrs["grid"]`` the grid
+        (``"native"`` or the pixel size in mm).
 
     Raises
     ------
@@ -188,7 +312,8 @@ def anatomical_metrics(masks, spacing=None, *, labels: Sequence[int] = (LV, MYO,
         If the maps are not of an integer dtype.
     ValueError
         If the maps are not 2-D/3-D, contain unknown label values, or ``spacing`` /
-        ``labels`` / ``thresholds`` are malformed.
+        ``grid`` / ``labels`` / ``thresholds`` are malformed, or a grid in mm is asked
+        without ``spacing``.
 
     Examples
     --------
@@ -197,16 +322,59 @@ def anatomical_metrics(masks, spacing=None, *, labels: Sequence[int] = (LV, MYO,
     """
     labels = _check_labels(labels)
     batch, _ = _as_label_batch(masks, labels)
-    _check_spacing(spacing, len(batch))
+    sp = _check_spacing(spacing, len(batch))
+    grid_mm = criteria_grid(grid, sp)
+    if grid_mm != "native" and sp is None:
+        raise ValueError(f"grid={grid!r} (an isotropic grid in mm) needs the spacing (h, w) of the maps")
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     bounds = _check_thresholds(thresholds)
-    values = _criteria_batch(batch, labels, int(chunk_size))
+    if grid_mm == "native":
+        values = _criteria_batch(batch, labels, int(chunk_size))
+    else:
+        values = _criteria_on_grid(batch, sp, grid_mm, labels, int(chunk_size))
     matrix = np.stack([values[name] for name in CRITERIA], axis=1) if len(batch) else np.zeros((0, len(CRITERIA)))
     df = pd.DataFrame(matrix, columns=list(CRITERIA))
     df["anatomical_errors"] = ~_validity(matrix, labels, bounds).all(axis=1)
     df.attrs["labels"] = tuple(labels)
+    df.attrs["grid"] = grid_mm
     return df
+
+
+def _criteria_on_grid(batch: np.ndarray, spacing: np.ndarray, grid_mm: float, labels, chunk_size: int) -> dict:
+    """Criteria 1-8 on the maps' own grid, 9-12 on the isotropic grid of ``grid_mm``; one group per spacing.
+
+    The small-object size is :data:`SMALL_OBJECT_MM2` on both grids, converted to pixels.
+    """
+    n = len(batch)
+    out = {name: np.full(n, np.nan) for name in CRITERIA}
+    if n == 0:
+        return out
+    per_map = np.broadcast_to(spacing, (n, 2))
+    distinct, group = np.unique(per_map, axis=0, return_inverse=True)
+    group = np.asarray(group).reshape(-1)
+    for g, (sh, sw) in enumerate(distinct):
+        sel = np.flatnonzero(group == g)
+        rows = _grid_indices(batch.shape[1], float(sh), grid_mm)
+        cols = _grid_indices(batch.shape[2], float(sw), grid_mm)
+        same = len(rows) == batch.shape[1] and len(cols) == batch.shape[2] and \
+            np.array_equal(rows, np.arange(len(rows))) and np.array_equal(cols, np.arange(len(cols)))
+        step = max(1, _RESAMPLED_PIXELS // (len(rows) * len(cols)))  # bounded memory for large batches
+        for first in range(0, len(sel), step):
+            part = sel[first:first + step]
+            maps = batch if len(part) == n else batch[part]
+            if same:  # the maps are on the canonical grid already: one pass
+                both = _criteria_batch(maps, labels, chunk_size, s=SMALL_OBJECT_MM2 / grid_mm ** 2)
+                for name in CRITERIA:
+                    out[name][part] = both[name]
+                continue
+            native = _criteria_batch(maps, labels, chunk_size, s=SMALL_OBJECT_MM2 / (float(sh) * float(sw)),
+                                     erosion=False)
+            resampled = np.ascontiguousarray(maps[:, rows[:, None], cols[None, :]])
+            iso = _criteria_batch(resampled, labels, chunk_size, s=SMALL_OBJECT_MM2 / grid_mm ** 2)
+            for name in CRITERIA:
+                out[name][part] = (iso if name in GRID_CRITERIA else native)[name]
+    return out
 
 
 def criteria_validity(df: pd.DataFrame, *, labels: Sequence[int] | None = None,
@@ -602,19 +770,22 @@ def _foreground_boxes(X: np.ndarray):
     return ra, rb, ca, cb, has_fg
 
 
-def _criteria_batch(X: np.ndarray, labels: tuple[int, ...], chunk_size: int) -> dict[str, np.ndarray]:
+def _criteria_batch(X: np.ndarray, labels: tuple[int, ...], chunk_size: int, s: float | None = None,
+                    erosion: bool = True) -> dict[str, np.ndarray]:
+    """The 12 criteria of a (N, H, W) uint8 batch on its own grid (``s`` pixels; ``erosion=False``: 12 left NaN)."""
     N, H, W = X.shape
     out = {name: np.full(N, np.nan) for name in CRITERIA}
     if N == 0:
         return out
-    s = small_object_size((H, W))
+    if s is None:
+        s = small_object_size((H, W))
     ra, rb, ca, cb, has_fg = _foreground_boxes(X)
     idx = np.flatnonzero(has_fg)
     order = idx[np.lexsort(((rb - ra)[idx], (cb - ca)[idx]))]
     chunk_size = min(chunk_size, 256)
     for first in range(0, len(order), chunk_size):
         sel = order[first:first + chunk_size]
-        res = _criteria_chunk(X, sel, ra[sel], rb[sel], ca[sel], cb[sel], H, W, s)
+        res = _criteria_chunk(X, sel, ra[sel], rb[sel], ca[sel], cb[sel], H, W, s, erosion)
         for name, value in res.items():
             out[name][sel] = value
     for name in CRITERIA:  # criteria whose labels are not in the label set
@@ -690,7 +861,7 @@ def _plane_stats(F, fstart, local):
     return planes, e8, E8[:, 3], E8[:, 4], extra[:, 0] > 0, extra[:, 1] > 0, areas, box, present
 
 
-def _criteria_chunk(X, sel, ra, rb, ca, cb, H, W, s) -> dict[str, np.ndarray]:
+def _criteria_chunk(X, sel, ra, rb, ca, cb, H, W, s, erosion=True) -> dict[str, np.ndarray]:
     n = len(sel)
     res = {name: np.full(n, np.nan) for name in CRITERIA}
     # the foreground crops (+1 px of image, +1 px of sentinel = outside the image), stacked
@@ -836,7 +1007,7 @@ def _criteria_chunk(X, sel, ra, rb, ca, cb, H, W, s) -> dict[str, np.ndarray]:
 
     # ---- 12: erosion ratio
     er = np.full(n, np.nan)
-    for tiles, img, S, start, hs in groups[MYO]:
+    for tiles, img, S, start, hs in groups[MYO] if erosion else ():
         br0, br1, bc0, bc1 = (b[tiles] for b in box[MYO])
         touches = (org_r[tiles] + br0 == 0) | (org_c[tiles] + bc0 == 0) | (org_r[tiles] + br1 == H - 1) \
             | (org_c[tiles] + bc1 == W - 1)

@@ -35,11 +35,21 @@ Definitions (pixel units; rows grow downwards, the apex is at the top)
 A missing structure gives area 0 and NaN for every geometric attribute that needs it
 (``lv_base_width``, ``lv_length`` and ``lv_orientation`` need the LV, the first two also
 the MYO; ``epi_center_*`` need LV ∪ MYO), so that no downstream code can mistake it for a
-measurement. With ``spacing = (h, w)`` in mm the physical variants are added:
-``lv_area_mm2``, ``myo_area_mm2``, ``atrium_area_mm2`` (pixel area h * w),
-``lv_base_width_mm``, ``lv_length_mm`` (same landmarks, distances with rows scaled by h
-and columns by w), ``epi_center_x_mm`` (= x * w) and ``epi_center_y_mm`` (= y * h).
-``lv_orientation`` stays in pixel space.
+measurement. With ``spacing = (h, w)`` in mm the physical variants are added
+(:data:`MM_ATTRIBUTES`): ``lv_area_mm2``, ``myo_area_mm2``, ``atrium_area_mm2`` (pixel area
+h * w), ``lv_base_width_mm``, ``lv_length_mm`` (distances with rows scaled by h and columns
+by w), ``epi_center_x_mm`` (= x * w), ``epi_center_y_mm`` (= y * h) and
+``lv_orientation_deg`` (the orientation of the LV measured in physical coordinates: the
+covariance of the LV pixel positions in mm, i.e. ``mu_rr h^2``, ``mu_cc w^2``, ``mu_rc h w``).
+On an anisotropic grid (h != w) the apex of ``lv_length_mm`` is chosen by the same polar
+rule applied to the contour in mm (radius and angle of the contour points in mm about the
+LV centre of mass), so that it is the apex of the heart and not of its pixel-space image,
+which anisotropy stretches: with rows coarser than columns the pixel-space LV can be wider
+than long and its polar peak lands on a side wall. On an isotropic grid the two choices
+coincide (the polar profile is only scaled) and ``lv_length_mm = lv_length * h``.
+``lv_orientation`` (pixel space) is likewise ``lv_orientation_deg`` only on an isotropic
+grid. The physical columns are what a measure independent of the acquisition grid must use
+(:data:`PHYSICAL_ATTRIBUTES` for the temporal metric).
 
 Speed: everything is vectorised across the batch on mosaics of foreground and LV crops
 (sums of pixel coordinates by one small matrix product, basal corners from one pass of
@@ -64,7 +74,8 @@ from skimage.measure import find_contours
 from echolatent.anatomy import (_as_label_batch, _check_spacing, _dilate8, _first_last, _foreground_boxes, _stack,
                                 _tile_sum)
 
-__all__ = ["TEMPORAL_ATTRIBUTES", "ATTRIBUTES", "MM_ATTRIBUTES", "shape_attributes", "lv_landmarks"]
+__all__ = ["TEMPORAL_ATTRIBUTES", "ATTRIBUTES", "MM_ATTRIBUTES", "PHYSICAL_ATTRIBUTES", "PHYSICAL_NAMES",
+           "temporal_attribute", "shape_attributes", "lv_landmarks"]
 
 LV, MYO, LA = 1, 2, 3
 
@@ -75,7 +86,20 @@ TEMPORAL_ATTRIBUTES = ("lv_area", "lv_base_width", "lv_length", "lv_orientation"
 ATTRIBUTES = TEMPORAL_ATTRIBUTES + ("atrium_area",)
 #: Columns added when a spacing is given.
 MM_ATTRIBUTES = ("lv_area_mm2", "lv_base_width_mm", "lv_length_mm", "myo_area_mm2", "atrium_area_mm2",
-                 "epi_center_x_mm", "epi_center_y_mm")
+                 "epi_center_x_mm", "epi_center_y_mm", "lv_orientation_deg")
+#: The seven temporal attributes in physical units (mm^2, mm, degrees in mm coordinates), in the
+#: order of :data:`TEMPORAL_ATTRIBUTES`: what the temporal metric measures by default, so that a
+#: frame's flag does not depend on the pixel spacing of its sequence.
+PHYSICAL_ATTRIBUTES = ("lv_area_mm2", "lv_base_width_mm", "lv_length_mm", "lv_orientation_deg", "myo_area_mm2",
+                       "epi_center_x_mm", "epi_center_y_mm")
+#: Temporal attribute (pixel name, the AR-VAE's) -> its physical column.
+PHYSICAL_NAMES = dict(zip(TEMPORAL_ATTRIBUTES, PHYSICAL_ATTRIBUTES))
+_TEMPORAL_OF = {**{name: name for name in TEMPORAL_ATTRIBUTES}, **{v: k for k, v in PHYSICAL_NAMES.items()}}
+
+
+def temporal_attribute(column: str) -> str | None:
+    """The temporal attribute a column measures (``"lv_area_mm2"`` -> ``"lv_area"``), None if it is none."""
+    return _TEMPORAL_OF.get(column)
 
 _ISO_LEVEL = 0.9
 _APEX_SMOOTHING = 0.05
@@ -113,19 +137,27 @@ def shape_attributes(masks, spacing=None) -> pd.DataFrame:
     sp = _check_spacing(spacing, N)
     out = {name: np.full(N, np.nan) for name in ATTRIBUTES}
     landmarks = np.full((N, 3, 2), np.nan)  # left corner, right corner, apex (row, col)
+    moments = np.full((N, 3), np.nan)  # central second moments of the LV pixels: rr, cc, rc
+    scale = None if sp is None else np.broadcast_to(sp, (N, 2)).astype(np.float64)
+    apex_mm = None
+    if scale is not None and np.any(scale[:, 0] != scale[:, 1]):
+        apex_mm = np.full((N, 2), np.nan)
     if N:
-        _attributes_batch(X, out, landmarks)
+        _attributes_batch(X, out, landmarks, moments=moments, scale=scale, apex_mm=apex_mm)
     df = pd.DataFrame({name: out[name] for name in ATTRIBUTES})
     if sp is not None:
-        h, w = (sp[:, 0], sp[:, 1]) if sp.ndim == 2 else (sp[0], sp[1])
+        h, w = scale[:, 0], scale[:, 1]
         df["lv_area_mm2"] = df["lv_area"] * (h * w)
         df["lv_base_width_mm"] = _scaled_norm(landmarks[:, 0] - landmarks[:, 1], h, w)
         mid = (landmarks[:, 0] + landmarks[:, 1]) / 2
-        df["lv_length_mm"] = _scaled_norm(landmarks[:, 2] - mid, h, w)
+        apex = landmarks[:, 2] if apex_mm is None else apex_mm  # NaN where the maps lack LV or MYO
+        df["lv_length_mm"] = _scaled_norm(apex - mid, h, w)
         df["myo_area_mm2"] = df["myo_area"] * (h * w)
         df["atrium_area_mm2"] = df["atrium_area"] * (h * w)
         df["epi_center_x_mm"] = df["epi_center_x"] * w
         df["epi_center_y_mm"] = df["epi_center_y"] * h
+        df["lv_orientation_deg"] = _orientation(moments[:, 0] * (h * h), moments[:, 1] * (w * w),
+                                                moments[:, 2] * (h * w))
     return df
 
 
@@ -151,7 +183,16 @@ def _scaled_norm(d: np.ndarray, h, w) -> np.ndarray:
     return np.sqrt((d[:, 0] * h) ** 2 + (d[:, 1] * w) ** 2)
 
 
-def _attributes_batch(X: np.ndarray, out: dict, landmarks: np.ndarray, chunk_size: int = 256) -> None:
+def _orientation(mu_rr, mu_cc, mu_rc) -> np.ndarray:
+    """Angle (degrees, [-90, 90)) of the principal axis of central moments, from the row axis; NaN stays NaN."""
+    angle = np.degrees(0.5 * np.arctan2(2 * mu_rc, mu_rr - mu_cc))
+    return (angle + 90.0) % 180.0 - 90.0
+
+
+def _attributes_batch(X: np.ndarray, out: dict, landmarks: np.ndarray, chunk_size: int = 256, *, moments=None,
+                      scale=None, apex_mm=None) -> None:
+    """Fill ``out`` and ``landmarks``; optionally the LV central moments (N, 3) and, with the
+    spacings ``scale`` (N, 2), the apex chosen in mm coordinates (``apex_mm``, (N, 2))."""
     N, H, W = X.shape
     ra, rb, ca, cb, has_fg = _foreground_boxes(X)
     for key in ("lv_area", "myo_area", "atrium_area"):
@@ -160,7 +201,8 @@ def _attributes_batch(X: np.ndarray, out: dict, landmarks: np.ndarray, chunk_siz
     order = idx[np.argsort((cb - ca)[idx], kind="stable")]
     for first in range(0, len(order), chunk_size):
         sel = order[first:first + chunk_size]
-        _attributes_chunk(X, sel, ra[sel], rb[sel], ca[sel], cb[sel], (H, W), out, landmarks)
+        _attributes_chunk(X, sel, ra[sel], rb[sel], ca[sel], cb[sel], (H, W), out, landmarks, moments=moments,
+                          scale=None if apex_mm is None else scale[sel], apex_mm=apex_mm)
 
 
 def _pixels(mask: np.ndarray):
@@ -178,7 +220,8 @@ def _tile_first_last(has_row: np.ndarray, start: np.ndarray, local: np.ndarray):
     return np.where(last >= 0, first, -1), last
 
 
-def _attributes_chunk(X, sel, ra, rb, ca, cb, shape, out, landmarks) -> None:
+def _attributes_chunk(X, sel, ra, rb, ca, cb, shape, out, landmarks, *, moments=None, scale=None,
+                      apex_mm=None) -> None:
     n = len(sel)
     F, fstart, fh, _ = _stack([X[i, a:b, c:d] for i, a, b, c, d in zip(sel, ra, rb, ca, cb)], ring=1, multiple=8)
     R, Wf = F.shape
@@ -211,8 +254,9 @@ def _attributes_chunk(X, sel, ra, rb, ca, cb, shape, out, landmarks) -> None:
         mu_rr = s_rr - s_r * s_r / nl
         mu_cc = s_cc - s_c * s_c / nl
         mu_rc = s_rc - s_r * s_c / nl
-    angle = np.degrees(0.5 * np.arctan2(2 * mu_rc, mu_rr - mu_cc))
-    out["lv_orientation"][sel] = np.where(n_lv > 0, (angle + 90.0) % 180.0 - 90.0, np.nan)
+    out["lv_orientation"][sel] = np.where(n_lv > 0, _orientation(mu_rr, mu_cc, mu_rc), np.nan)
+    if moments is not None:
+        moments[sel] = np.where((n_lv > 0)[:, None], np.stack([mu_rr, mu_cc, mu_rc], axis=1), np.nan)
 
     # ---- LV crops (bounding box + 1 px) of the maps with LV and MYO: corners and apex
     todo = np.flatnonzero((n_lv > 0) & (n_myo > 0))
@@ -229,11 +273,14 @@ def _attributes_chunk(X, sel, ra, rb, ca, cb, shape, out, landmarks) -> None:
     corners = _corners_mosaic(lv, L == MYO, (L == 0) | (L == LA), lstart, lh)
     centre_r = (s_r[todo] + row0[todo] * n_lv[todo]) / n_lv[todo]
     centre_c = (s_c[todo] + col0[todo] * n_lv[todo]) / n_lv[todo]
-    apex = _apex_mosaic(lv, lstart, lh, lw, lrow0, lcol0, centre_r, centre_c, shape)
+    apex, apex_phys = _apex_mosaic(lv, lstart, lh, lw, lrow0, lcol0, centre_r, centre_c, shape,
+                                   scale=None if scale is None else scale[todo])
     left = corners[:, 0] + np.stack([lrow0, lcol0], axis=1)
     right = corners[:, 1] + np.stack([lrow0, lcol0], axis=1)
     i = sel[todo]
     landmarks[i, 0], landmarks[i, 1], landmarks[i, 2] = left, right, apex
+    if apex_mm is not None:
+        apex_mm[i] = apex_phys
     d = left - right
     out["lv_base_width"][i] = np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])
     d = apex - (left + right) / 2
@@ -280,8 +327,11 @@ def _corners_mosaic(lv, myo, other, start, hs) -> np.ndarray:
     return out
 
 
-def _apex_mosaic(lv, start, hs, ws, row0, col0, centre_r, centre_c, shape) -> np.ndarray:
+def _apex_mosaic(lv, start, hs, ws, row0, col0, centre_r, centre_c, shape, scale=None):
     """Apex (image row, col) of every tile of an LV-crop mosaic (see the module docstring).
+
+    Returns ``(apex, apex_phys)``: ``apex_phys`` is the contour point chosen by the same polar
+    rule in mm coordinates (``scale``: (h, w) of each tile), None without ``scale``.
 
     ``find_contours(lv, 0.9)[0]`` is the contour holding the first marching-square segment
     of the raster scan, i.e. (the LV not touching the image border) the outer boundary of
@@ -328,20 +378,11 @@ def _apex_mosaic(lv, start, hs, ws, row0, col0, centre_r, centre_c, shape) -> np
     pt = np.concatenate([p[0] for p in pieces])
     pr = np.concatenate([p[1] for p in pieces])
     pc = np.concatenate([p[2] for p in pieces])
+    apex_phys = None if scale is None else np.full((n, 2), np.nan)
     if len(pt):
-        y = pr - centre_r[pt]
-        x = pc - centre_c[pt]
-        rho = np.sqrt(x**2 + y**2)
-        theta = np.arctan2(y, x)
-        order = np.argsort(theta + 8.0 * pt)  # by tile (theta spans < 8), then by angle
-        pt, pr, pc, rho, theta = pt[order], pr[order], pc[order], rho[order], theta[order]
-        bounds = np.flatnonzero(np.r_[True, pt[1:] != pt[:-1], True])
-        smooth = np.empty_like(rho)
-        for a0, a1 in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-            smooth[a0:a1] = gaussian_filter1d(rho[a0:a1], (a1 - a0) * _APEX_SMOOTHING)
-        best = _highest_upper_peak(smooth, theta, bounds)
-        found = best >= 0
-        apex[pt[bounds[:-1]][found]] = np.stack([pr[best[found]], pc[best[found]]], axis=1)
+        _polar_peaks(pt, pr, pc, centre_r, centre_c, apex)
+        if scale is not None:
+            _polar_peaks(pt, pr, pc, centre_r, centre_c, apex_phys, scale[pt, 0], scale[pt, 1])
     for t in np.flatnonzero(touches):  # open contours: skimage's own, in image coordinates
         crop = lv[start[t]:start[t] + hs[t], :ws[t]]
         r_a, c_a = max(-row0[t], 0), max(-col0[t], 0)  # skip the sentinel rows/columns outside the image
@@ -351,7 +392,30 @@ def _apex_mosaic(lv, start, hs, ws, row0, col0, centre_r, centre_c, shape) -> np
         contours = find_contours(full, level=_ISO_LEVEL) if min(full.shape) >= 2 else []
         if contours:
             apex[t] = _polar_apex(contours[0], centre_r[t], centre_c[t])
-    return apex
+            if scale is not None:
+                apex_phys[t] = _polar_apex(contours[0], centre_r[t], centre_c[t], scale[t])
+    return apex, apex_phys
+
+
+def _polar_peaks(pt, pr, pc, centre_r, centre_c, apex, sy=1.0, sx=1.0) -> None:
+    """Apex of every tile from its contour points (tile ``pt``, row ``pr``, col ``pc``), into ``apex``.
+
+    Polar coordinates about the LV centre of mass, rows scaled by ``sy`` and columns by ``sx``
+    (per point; 1 = pixel space, the spacing = mm space).
+    """
+    y = (pr - centre_r[pt]) * sy
+    x = (pc - centre_c[pt]) * sx
+    rho = np.sqrt(x**2 + y**2)
+    theta = np.arctan2(y, x)
+    order = np.argsort(theta + 8.0 * pt)  # by tile (theta spans < 8), then by angle
+    pt, pr, pc, rho, theta = pt[order], pr[order], pc[order], rho[order], theta[order]
+    bounds = np.flatnonzero(np.r_[True, pt[1:] != pt[:-1], True])
+    smooth = np.empty_like(rho)
+    for a0, a1 in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        smooth[a0:a1] = gaussian_filter1d(rho[a0:a1], (a1 - a0) * _APEX_SMOOTHING)
+    best = _highest_upper_peak(smooth, theta, bounds)
+    found = best >= 0
+    apex[pt[bounds[:-1]][found]] = np.stack([pr[best[found]], pc[best[found]]], axis=1)
 
 
 def _contour_points(K, U, start, hs, row0, col0, tiles):
@@ -416,10 +480,13 @@ def _highest_upper_peak(x: np.ndarray, theta: np.ndarray, bounds: np.ndarray) ->
     return best
 
 
-def _polar_apex(contour: np.ndarray, centre_r: float, centre_c: float) -> np.ndarray:
-    """Apex of a (k, 2) contour by the polar-peak method (reference implementation)."""
-    y = contour[:, 0] - centre_r
-    x = contour[:, 1] - centre_c
+def _polar_apex(contour: np.ndarray, centre_r: float, centre_c: float, scale=(1.0, 1.0)) -> np.ndarray:
+    """Apex of a (k, 2) contour by the polar-peak method (reference implementation).
+
+    ``scale`` = (h, w) measures the polar coordinates in mm; the apex is returned in pixels.
+    """
+    y = (contour[:, 0] - centre_r) * scale[0]
+    x = (contour[:, 1] - centre_c) * scale[1]
     rho = np.sqrt(x**2 + y**2)
     theta = np.arctan2(y, x)
     order = theta.argsort()

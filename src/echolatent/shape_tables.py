@@ -13,8 +13,10 @@ Mask sources
 Later stages add reconstructions, temporally corrected and anatomically corrected masks,
 stored in shards of the same layout.
 
-Tables are measured on the native grid (``mask_native``) by default: the 12 criteria's
-thresholds were tuned on native CAMUS masks, and clinical volumes need the true spacing.
+Tables are measured on the native masks (``mask_native``) by default, with their spacing:
+clinical volumes need the true spacing, and the 12 criteria use it to measure criteria 9-12
+on the canonical isotropic grid (0.3 mm, config key ``anatomy.grid``) and criteria 1-8 on
+the native grid (:func:`echolatent.anatomy.anatomical_metrics`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _ids(sequence, n_frames: int) -> pd.DataFrame:
     })
 
 
-def shard_anatomy_tables(shard, *, dataset: str = "mask_native", attrs_from=None,
+def shard_anatomy_tables(shard, *, dataset: str = "mask_native", attrs_from=None, grid="auto",
                          batch_frames: int = 2048) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The 12 criteria and the shape attributes of every frame of a shard.
 
@@ -58,6 +60,9 @@ def shard_anatomy_tables(shard, *, dataset: str = "mask_native", attrs_from=None
     attrs_from : path, optional
         Shard whose group attributes (spacing, frame positions) apply, for shards that
         carry masks only (truth shards).
+    grid : "auto", "native" or float
+        Grid of the criteria (:func:`echolatent.anatomy.anatomical_metrics`): ``"auto"`` =
+        criteria 9-12 on the canonical isotropic 0.3 mm grid, 1-8 on the dataset's grid.
     batch_frames : int
         Frames measured per call.
 
@@ -76,7 +81,7 @@ def shard_anatomy_tables(shard, *, dataset: str = "mask_native", attrs_from=None
             return
         masks, spacing = np.concatenate(batch_masks), np.concatenate(batch_spacing)
         ids = pd.concat(batch_ids, ignore_index=True)
-        criteria.append(pd.concat([ids, anatomical_metrics(masks, spacing)], axis=1))
+        criteria.append(pd.concat([ids, anatomical_metrics(masks, spacing, grid=grid)], axis=1))
         attributes.append(pd.concat([ids, shape_attributes(masks, spacing)], axis=1))
         batch_ids.clear(), batch_masks.clear(), batch_spacing.clear()
 

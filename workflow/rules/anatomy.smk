@@ -14,6 +14,8 @@ rule anatomical_metrics:
         "logs/benchmarks/anatomical_metrics/{source}/{shard}.tsv"
     params:
         dataset="mask_native",
+        # criteria 9-12 on an isotropic grid of this many mm (1-8 on the native grid), or "native"
+        grid=config["anatomy"]["grid"],
     threads: 1
     resources:
         mem_mb=mem_by_attempt(4000),

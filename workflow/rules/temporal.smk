@@ -7,7 +7,6 @@
 # in echolatent.temporal.workflow; rule all takes temporal_paths.temporal_outputs(...) and
 # temporal_paths.latent_outputs(...).
 
-from echolatent.attributes import TEMPORAL_ATTRIBUTES
 from echolatent.temporal import workflow as temporal_paths
 
 # The `temporal:` config section on its defaults (echolatent.temporal.workflow.DEFAULTS),
@@ -26,7 +25,7 @@ rule temporal_thresholds:
     params:
         reference=temporal_paths.reference(TEMPORAL, SYNTHETIC),
         splits=TEMPORAL["reference_splits"],
-        names=list(TEMPORAL_ATTRIBUTES),
+        names=temporal_paths.threshold_names(TEMPORAL),  # physical (mm) columns unless temporal.units: pixels
         cycle=cohort_cycle(),
     threads: 1
     resources:
@@ -43,6 +42,7 @@ rule temporal_detection:
     input:
         attributes=expand("results/attributes/input/shard-{shard}.parquet", shard=SHARDS),
         frames="results/cohort/truth/frames.tsv",
+        patients="results/cohort/patients.tsv",
         thresholds=temporal_paths.image_thresholds(TEMPORAL),
     output:
         rates="results/temporal/detection.tsv",

@@ -18,6 +18,7 @@ correction_stage(
     truth_shard=snakemake.input.get("truth"),
     frames=snakemake.input.get("frames"),
     cycle=snakemake.params.cycle,
+    patients=snakemake.input.patients,
     out_table=snakemake.output.table,
     out_h5=snakemake.output.h5,
     model_name=snakemake.wildcards.model,

@@ -12,6 +12,7 @@ detection_stage(
     snakemake.input.thresholds,
     cycle=snakemake.params.cycle,
     margin=snakemake.params.margin,
+    patients=snakemake.input.patients,
     out=snakemake.output.rates,
     log=sys.stderr,
 )

@@ -1,10 +1,14 @@
 """One synthetic patient end to end, and the streaming cohort writer.
 
 :func:`simulate_patient` is a pure function of ``(config, index)``: its randomness comes
-from ``SeedSequence(config.seed, spawn_key=(index,))`` (split into a population stream and
-one stream per view in the fixed order of :data:`echolatent.VIEWS`, each split again into
-pose / noise / defects / imaging streams), so a patient never depends on the others, on
-the number of processes, or on the views selected.
+from ``SeedSequence(config.seed, spawn_key=(index,))``, split into a population stream, a
+views stream (one child per view in the fixed order of :data:`echolatent.VIEWS`, each split
+again into pose / noise / defects / imaging streams) and a grid stream (the patient's native
+grid with ``image.geometry: camus-like``, :func:`~echolatent.simulate.geometry.native_grid`).
+A patient never depends on the others, on the number of processes, or on the views
+selected; its heart, pose, boundary noise, spikes and the defect type of each frame do not
+depend on its grid (the first two streams are those of a fixed-geometry cohort, whose masks
+and images are unchanged by the grid stream).
 
 :func:`write_cohort` simulates patients in index order (optionally in worker processes,
 with a bounded window of patients in flight) and streams them to the writer of the
@@ -27,8 +31,9 @@ from echolatent import VIEWS
 from echolatent.simulate import bmode
 from echolatent.simulate.config import DEFECT_TYPES, FORMATS, NEGATIVE_CONTROLS, SimulationConfig
 from echolatent.simulate.dynamics import HeartState, heart_state, la_measures, sample_frames, simpson_biplane
-from echolatent.simulate.geometry import ANGLES, ViewGeometry, _ray_line, bbox, inside, window
-from echolatent.simulate.observation import apply_defect, contour_noise, draw_defects, spike_scale
+from echolatent.simulate.geometry import (ANGLES, ViewGeometry, _ray_line, bbox, inside, native_grid, patient_image,
+                                          window)
+from echolatent.simulate.observation import apply_defect, contour_noise, draw_defects, spike_scale, spike_targets
 from echolatent.simulate.population import EFFECT_KINDS, Patient, draw_patient, patient_seed_sequence
 
 #: Gap kept between the LA and the mitral line tables so LV/MYO and LA never share a pixel (mm).
@@ -104,7 +109,9 @@ def simulate_patient(config: SimulationConfig, index: int, observer: int = 0) ->
     if observer < 0:
         raise ValueError(f"observer must be >= 0, got {observer}")
     root = patient_seed_sequence(config.seed, index)
-    population_ss, views_ss = root.spawn(2)
+    population_ss, views_ss, grid_ss = root.spawn(3)  # children 0 and 1 as before the grid draw existed
+    shape, spacing = native_grid(config.image, np.random.default_rng(grid_ss))
+    image = patient_image(config.image, shape, spacing)
     patient = draw_patient(config, index, np.random.default_rng(population_ss))
     per_view = views_ss.spawn(len(VIEWS))
     streams = {view: _streams(per_view[VIEWS.index(view)], 4, observer) for view in config.views}
@@ -121,9 +128,9 @@ def simulate_patient(config: SimulationConfig, index: int, observer: int = 0) ->
     for view in config.views:
         n = config.frames
         views[view] = _simulate_view(config, patient, view, streams[view], poses[view], samplings[view],
-                                     state.subset(slice(offset, offset + n)))
+                                     state.subset(slice(offset, offset + n)), image)
         offset += n
-    truth = _patient_truth(config, patient, views, state.subset(slice(offset, offset + 3)))
+    truth = _patient_truth(config, patient, views, state.subset(slice(offset, offset + 3)), image)
     return PatientSimulation(patient=patient, views=views, truth=truth)
 
 
@@ -170,8 +177,10 @@ def _fit(geometry: ViewGeometry, spacing, shape) -> tuple[tuple[float, float], b
     return (geometry.apex[0] + dy, geometry.apex[1] + dx), bool(fits)
 
 
-def _simulate_view(config: SimulationConfig, patient: Patient, view: str, streams, pose, sampling, state):
-    im, ob = config.image, config.observation
+def _simulate_view(config: SimulationConfig, patient: Patient, view: str, streams, pose, sampling, state,
+                   image=None):
+    """One view; ``image``: the patient's image config on its native grid (default ``config.image``)."""
+    im, ob = (config.image if image is None else image), config.observation
     shape = (im.rows, im.cols)
     spacing = (float(im.spacing[0]), float(im.spacing[1]))
     _, r_noise, r_defect, r_image = streams
@@ -218,17 +227,14 @@ def _simulate_view(config: SimulationConfig, patient: Patient, view: str, stream
 
     # ---- defects drawn per frame; spikes act on the tables
     types = draw_defects(r_defect, n, config.defect_rates)
-    lo, hi = ob.spike_area_change
     spike_change = np.zeros(n)
-    spike_target = np.zeros(n)
+    # the former draws, per spiked frame; the frames of a two-frame spike share its sign
+    spike_target = spike_targets(r_defect, types, ob.spike_area_change)
     lv_ell_nospike = lv_ell_o.copy()
-    for t in np.flatnonzero(np.array(types) == "spike"):
-        sign = 1.0 if r_defect.random() < 0.5 else -1.0
-        target = sign * r_defect.uniform(lo + 0.1 * (hi - lo), hi - 0.1 * (hi - lo))
-        k = spike_scale(lv_ell_o[t], lv_line_o[t], target)
+    for t in np.flatnonzero(spike_target):
+        k = spike_scale(lv_ell_o[t], lv_line_o[t], spike_target[t])
         lv_ell_o[t] *= k
         epi_ell_o[t] = np.maximum(epi_ell_o[t], lv_ell_o[t] + 0.3 * thickness[t])
-        spike_target[t] = target
     R_lv_o = np.minimum(lv_ell_o, lv_line_o)
     R_epi_o = np.minimum(epi_ell_o, lv_line_o)
     R_la_o = np.minimum(la_ell_o, la_line_o)
@@ -391,8 +397,13 @@ def _rasterise(n, shape, ellipses, line, cone, box_lv, box_la, win_lv, win_la):
     return labels, {"lv": counts[0], "myo": counts[1] - counts[0], "la": counts[2]}
 
 
-def _patient_truth(config: SimulationConfig, patient: Patient, views: dict, key: HeartState) -> dict:
-    """Per-patient truth row; ``key`` is the heart at ED, ES and the end of atrial contraction."""
+def _patient_truth(config: SimulationConfig, patient: Patient, views: dict, key: HeartState, image=None) -> dict:
+    """Per-patient truth row; ``key`` is the heart at ED, ES and the end of atrial contraction.
+
+    ``image``: the patient's image config on its native grid, recorded as ``spacing_h_mm``,
+    ``spacing_w_mm``, ``rows``, ``cols`` (the grid of both views).
+    """
+    image = config.image if image is None else image
     p = patient
     key_instants = key.subset(slice(0, 2))
     edv, esv = (float(v) for v in key_instants.volume)
@@ -404,6 +415,8 @@ def _patient_truth(config: SimulationConfig, patient: Patient, views: dict, key:
         "patient_id": p.patient_id, "index": p.index, "group": p.group, "is_case": int(p.is_case),
         "severity": p.severity, "severity_z": p.severity_z, "age": p.age, "sex": p.sex, "bsa": p.bsa,
         "heart_rate": p.heart_rate, "cycle_s": p.cycle_s, "systolic_fraction": p.systolic_fraction,
+        "spacing_h_mm": float(image.spacing[0]), "spacing_w_mm": float(image.spacing[1]),
+        "rows": int(image.rows), "cols": int(image.cols),
     }
     for name, kind in EFFECT_KINDS.items():
         row[f"effect_{name}"] = getattr(p, f"effect_{name}")

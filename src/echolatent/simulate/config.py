@@ -20,12 +20,16 @@ from echolatent import VIEWS
 
 #: Defect types, in the order the per-frame draw uses them.
 DEFECT_TYPES = ("hole", "island", "myo_gap", "lv_bg_contact", "spike")
+#: Where temporal spikes may go (``observation.spike_placement``).
+SPIKE_PLACEMENTS = ("uniform", "interior")
 #: Attributes with no planted effect (after covariate adjustment).
 NEGATIVE_CONTROLS = ("lv_orientation", "lv_base_width")
 #: HDF5 filters for the images of the ``store`` format.
 IMAGE_COMPRESSIONS = ("none", "lzf", "gzip")
 #: Output formats of :func:`echolatent.simulate.write_cohort`.
 FORMATS = ("store", "camus-nifti", "camus-mhd")
+#: Native geometries of the simulated images (``image.geometry``).
+GEOMETRIES = ("fixed", "camus-like")
 
 
 class ConfigError(ValueError):
@@ -34,11 +38,24 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ImageConfig:
-    """Native acquisition grid and B-mode image model."""
+    """Native acquisition grid and B-mode image model.
+
+    ``geometry`` ``fixed``: every patient on ``rows`` x ``cols`` at ``spacing``. ``camus-like``:
+    per patient (seeded by the patient's own SeedSequence), an anisotropic pixel size ``h``
+    (rows, axial) and ``w`` (columns, lateral) drawn uniformly from the ``spacing_*_range_mm``
+    and a field of view (depth x width, mm) drawn from ``depth_range_mm`` x ``width_range_mm``;
+    the grid is ``ceil(depth / h)`` x ``ceil(width / w)`` (``rows``, ``cols`` and ``spacing``
+    are then unused). The defaults bracket CAMUS's typical 0.154 x 0.308 mm (unverified).
+    """
 
     rows: int = 256
     cols: int = 256
     spacing: tuple[float, float] = (0.75, 0.75)  #: (h, w) pixel size in mm
+    geometry: str = "fixed"  #: fixed | camus-like (per-patient native grid)
+    spacing_h_range_mm: tuple[float, float] = (0.15, 0.25)  #: camus-like: row (axial) pixel size range
+    spacing_w_range_mm: tuple[float, float] = (0.30, 0.45)  #: camus-like: column (lateral) pixel size range
+    depth_range_mm: tuple[float, float] = (150.0, 180.0)  #: camus-like: imaged depth = rows x h
+    width_range_mm: tuple[float, float] = (130.0, 160.0)  #: camus-like: imaged width = cols x w
     images: bool = True  #: synthesise B-mode images (False: masks only, faster)
     sector_angle_deg: float = 75.0  #: opening angle of the imaging sector
     dynamic_range_db: float = 55.0  #: log-compression dynamic range
@@ -145,6 +162,13 @@ class ObservationConfig:
     mitral_noise_mm: float = 0.5  #: SD of the mitral-plane offset
     defect_rates: DefectRates = field(default_factory=DefectRates)
     spike_area_change: tuple[float, float] = (0.05, 0.10)  #: |relative LV area change| of a spike
+    #: Frames a temporal spike may take: ``uniform`` (any frame, the first and last included, as
+    #: a frame-by-frame segmentation network fails) or ``interior`` (the former rule: never an
+    #: end frame, never next to another spike). See :mod:`echolatent.simulate.observation`.
+    spike_placement: str = "uniform"
+    #: Fraction of the spikes that last two consecutive frames (same failure on a frame and the
+    #: next, same sign). 0 with ``interior`` reproduces the cohorts drawn before these options.
+    spike_pair_rate: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -217,6 +241,17 @@ class SimulationConfig:
                               "LA (need >= 150 mm; lower the rows only together with a larger spacing)")
         if width < 110.0:
             raise ConfigError(f"image.cols * image.spacing[1] = {width:.1f} mm is too narrow (need >= 110 mm)")
+        if im.geometry not in GEOMETRIES:
+            raise ConfigError(f"image.geometry must be one of {GEOMETRIES}, got {im.geometry!r}")
+        _ordered_pair("image.spacing_h_range_mm", im.spacing_h_range_mm, 0.05, 2.0)
+        _ordered_pair("image.spacing_w_range_mm", im.spacing_w_range_mm, 0.05, 2.0)
+        _ordered_pair("image.depth_range_mm", im.depth_range_mm, 150.0, 400.0)
+        _ordered_pair("image.width_range_mm", im.width_range_mm, 110.0, 400.0)
+        for axis, extent, pixel in (("rows", im.depth_range_mm, im.spacing_h_range_mm),
+                                    ("cols", im.width_range_mm, im.spacing_w_range_mm)):
+            if math.ceil(extent[1] / pixel[0]) > 4096:
+                raise ConfigError(f"image.spacing_{'h' if axis == 'rows' else 'w'}_range_mm: the camus-like grid "
+                                  f"would have up to {math.ceil(extent[1] / pixel[0])} {axis} (max 4096)")
         _bool("image.images", im.images)
         _range("image.sector_angle_deg", im.sector_angle_deg, 30.0, 120.0)
         _range("image.dynamic_range_db", im.dynamic_range_db, 20.0, 100.0)
@@ -306,10 +341,19 @@ class SimulationConfig:
         if not 0.0 < lo <= hi <= 0.3:
             raise ConfigError("observation.spike_area_change must satisfy 0 < low <= high <= 0.3, "
                               f"got {list(ob.spike_area_change)}")
+        if ob.spike_placement not in SPIKE_PLACEMENTS:
+            raise ConfigError(f"observation.spike_placement must be one of {SPIKE_PLACEMENTS}, "
+                              f"got {ob.spike_placement!r}")
+        _range("observation.spike_pair_rate", ob.spike_pair_rate, 0.0, 1.0)
 
     @property
-    def defect_rates(self) -> dict[str, float]:
-        return {name: getattr(self.observation.defect_rates, name) for name in DEFECT_TYPES}
+    def defect_rates(self) -> dict:
+        """Per-frame rate of each of :data:`DEFECT_TYPES`, plus ``spike_placement`` and
+        ``spike_pair_rate`` (what :func:`~echolatent.simulate.observation.draw_defects` needs)."""
+        rates = {name: getattr(self.observation.defect_rates, name) for name in DEFECT_TYPES}
+        rates.update(spike_placement=self.observation.spike_placement,
+                     spike_pair_rate=self.observation.spike_pair_rate)
+        return rates
 
 
 # ---------------------------------------------------------------------- helpers

@@ -9,7 +9,9 @@
                             image_quality; 4 frames per chunk, masks gzip level 1, images
                             as ``image.store_compression`` (default uncompressed)
     truth/clean_masks.h5    same groups, dataset mask = clean labels
-    truth/patients.tsv      per patient: covariates, planted effects, analytic volumes, geometry
+    truth/patients.tsv      per patient: covariates, planted effects, analytic volumes, geometry,
+                            native grid (``spacing_h_mm``, ``spacing_w_mm``, ``rows``, ``cols``:
+                            per patient with ``image.geometry: camus-like``)
     truth/frames.tsv        per patient, view and frame: phase, analytic values, clean attributes,
                             defects (``defect_<type>`` 0/1 flags, ``defect`` kind or ``none``,
                             ``defect_row``/``defect_col``, ``spike_area_change``)

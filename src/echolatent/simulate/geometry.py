@@ -18,6 +18,13 @@ its bounding box. Boundary noise and spikes are edits of the tables.
 
 Conventions: pixel ``(i, j)`` is centred at ``(i * sh, j * sw)`` mm; direction ``phi`` is
 the unit vector ``(cos phi, sin phi)`` in (row, column) order.
+
+Native grid of a patient
+------------------------
+:func:`native_grid` gives each patient's grid: the configured one (``image.geometry:
+fixed``), or an anisotropic CAMUS-like one drawn from the patient's own stream
+(``camus-like``). Every length of the heart is in mm, so the same heart can be rendered on
+any grid.
 """
 
 from __future__ import annotations
@@ -37,6 +44,35 @@ DPHI = 2.0 * np.pi / N_ANGLES
 COS, SIN = np.cos(ANGLES), np.sin(ANGLES)
 for _a in (ANGLES, COS, SIN):
     _a.flags.writeable = False
+
+
+def native_grid(image, rng: np.random.Generator | None = None) -> tuple[tuple[int, int], tuple[float, float]]:
+    """``((rows, cols), (h, w))`` of a patient's native grid (see :class:`~echolatent.simulate.config.ImageConfig`).
+
+    ``fixed``: the configured grid, no draw. ``camus-like``: four uniform draws from ``rng``,
+    in this order: h, w, depth, width; ``rows = ceil(depth / h)``, ``cols = ceil(width / w)``.
+    """
+    if image.geometry == "fixed":
+        return (int(image.rows), int(image.cols)), (float(image.spacing[0]), float(image.spacing[1]))
+    if image.geometry != "camus-like":
+        raise ValueError(f"unknown image geometry {image.geometry!r}")
+    if rng is None:
+        raise ValueError("a camus-like geometry needs the patient's random generator")
+    u = rng.random(4)
+    lerp = lambda r, t: float(r[0] + (r[1] - r[0]) * t)  # noqa: E731
+    h, w = lerp(image.spacing_h_range_mm, u[0]), lerp(image.spacing_w_range_mm, u[1])
+    depth, width = lerp(image.depth_range_mm, u[2]), lerp(image.width_range_mm, u[3])
+    return (int(math.ceil(depth / h - 1e-9)), int(math.ceil(width / w - 1e-9))), (h, w)
+
+
+def patient_image(image, shape, spacing):
+    """The :class:`ImageConfig` of one patient: ``image`` on the patient's fixed grid."""
+    import dataclasses
+
+    if image.geometry == "fixed":
+        return image
+    return dataclasses.replace(image, geometry="fixed", rows=int(shape[0]), cols=int(shape[1]),
+                               spacing=(float(spacing[0]), float(spacing[1])))
 
 
 @lru_cache(maxsize=4)

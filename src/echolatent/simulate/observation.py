@@ -27,8 +27,26 @@ Defects (at most one per frame, per-frame probabilities ``defect_rates``)
     the LA band just below the mitral line is erased, so the whole LV base touches the
     background: ``frontier_ratio_between_lv_and_bg`` > 0.4.
 ``spike``
-    on one interior frame (not next to another spike) the endocardium is scaled so that the
-    LV area jumps by ``spike_area_change`` (sign random): a single-frame temporal spike.
+    the endocardium of a frame is scaled so that the LV area jumps by ``spike_area_change``
+    (sign random): a temporal spike. Where spikes go (:func:`draw_defects`):
+
+    * ``spike_placement: uniform`` (default): on any frame, the first and last included, as a
+      frame-by-frame segmentation network fails on any frame; a fraction ``spike_pair_rate``
+      of the spikes lasts two consecutive frames (the same failure on a frame and the next,
+      e.g. a shadow or a dropout that persists), and two spikes drawn independently may also
+      fall side by side. A two-frame spike is the hard case of the temporal metric: each of its
+      frames deviates by about half of what a single spike would
+      (:mod:`echolatent.temporal.metric`).
+    * ``spike_placement: interior``: the former rule, never on the first or last frame and
+      never next to another spike (two-frame spikes, if ``spike_pair_rate > 0``, lie inside
+      too). With ``spike_pair_rate: 0`` it reproduces the cohorts drawn before the option
+      existed, bit for bit.
+
+    The per-frame probability of a spike starting on a frame is ``defect_rates.spike`` (whatever
+    the placement, for the frames it allows); a two-frame spike also covers the next frame
+    (the previous one at the last allowed frame), replacing that frame's own draw. The truth
+    table records every spiked frame (``defect_spike`` = 1, ``defect`` = ``spike_up`` /
+    ``spike_down``).
 """
 
 from __future__ import annotations
@@ -38,7 +56,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
-from echolatent.simulate.config import DEFECT_TYPES, ObservationConfig
+from echolatent.simulate.config import DEFECT_TYPES, SPIKE_PLACEMENTS, ObservationConfig
 from echolatent.simulate.geometry import ANGLES, DPHI, N_ANGLES
 
 #: Fourier modes of the contour noise.
@@ -109,18 +127,80 @@ def contour_noise(rng: np.random.Generator, n_frames: int, cfg: ObservationConfi
     return out[0], out[1], out[2], mitral
 
 
-def draw_defects(rng: np.random.Generator, n_frames: int, rates: dict) -> list[str]:
-    """Defect type per frame ('' for none); spikes only on interior frames, never adjacent."""
+def draw_defects(rng: np.random.Generator, n_frames: int, rates: dict, *, placement: str | None = None,
+                 pair_rate: float | None = None) -> list[str]:
+    """Defect type per frame ('' for none), at most one per frame.
+
+    Parameters
+    ----------
+    rng : Generator
+        Consumes exactly ``n_frames`` uniforms, whatever the options (the streams drawn after
+        it do not depend on them).
+    rates : dict
+        Per-frame probability of each of :data:`~echolatent.simulate.config.DEFECT_TYPES`;
+        may also hold ``spike_placement`` and ``spike_pair_rate``
+        (:attr:`SimulationConfig.defect_rates <echolatent.simulate.config.SimulationConfig.defect_rates>`),
+        the defaults of the two keywords.
+    placement : {"uniform", "interior"}
+        Frames a spike may take (module docstring). Default: ``rates["spike_placement"]``,
+        else ``"uniform"``.
+    pair_rate : float in [0, 1]
+        Fraction of the spikes that last two consecutive frames. Default:
+        ``rates["spike_pair_rate"]``, else 0.
+
+    Notes
+    -----
+    Frame ``t`` draws ``u_t``; the defect intervals are stacked in the order of ``DEFECT_TYPES``
+    (spike last), and the first ``pair_rate`` part of the spike interval makes a two-frame
+    spike, so ``P(two-frame spike starts at t) = rate * pair_rate`` and ``P(single) = rate *
+    (1 - pair_rate)``. A two-frame spike covers ``t`` and ``t + 1`` (``t - 1`` and ``t`` at the
+    last allowed frame); the covered frame's own draw is discarded.
+    """
+    placement = rates.get("spike_placement", "uniform") if placement is None else placement
+    pair_rate = float(rates.get("spike_pair_rate", 0.0) if pair_rate is None else pair_rate)
+    if placement not in SPIKE_PLACEMENTS:
+        raise ValueError(f"spike placement must be one of {SPIKE_PLACEMENTS}, got {placement!r}")
+    if not 0.0 <= pair_rate <= 1.0:
+        raise ValueError(f"spike pair rate must be in [0, 1], got {pair_rate}")
     u = rng.random(n_frames)
     edges = np.cumsum([rates[name] for name in DEFECT_TYPES])
-    types = []
+    spike_start = edges[-1] - rates["spike"]
+    first, last = (1, n_frames - 2) if placement == "interior" else (0, n_frames - 1)
+    types = [""] * n_frames
+    covered = np.zeros(n_frames, bool)
     for t in range(n_frames):
+        if covered[t]:
+            continue
         k = int(np.searchsorted(edges, u[t], side="right"))
         kind = DEFECT_TYPES[k] if k < len(DEFECT_TYPES) else ""
-        if kind == "spike" and (t == 0 or t == n_frames - 1 or (types and types[-1] == "spike")):
-            kind = ""
-        types.append(kind)
+        if kind == "spike":
+            pair = u[t] < spike_start + rates["spike"] * pair_rate
+            if not first <= t <= last or (placement == "interior" and t > 0 and types[t - 1] == "spike"):
+                kind = ""  # interior: never an end frame, never next to another spike
+            elif pair and last > first:
+                partner = t + 1 if t < last else t - 1
+                types[partner], covered[partner] = "spike", True
+        types[t] = kind
     return types
+
+
+def spike_targets(rng: np.random.Generator, types, change_range) -> np.ndarray:
+    """Signed relative LV area change of each frame (0 where no spike), for the spikes of ``types``.
+
+    Draws, per spiked frame in order, a sign (``rng.random() < 0.5``: up) and a size
+    ``uniform(lo + 0.1 (hi - lo), hi - 0.1 (hi - lo))`` (the draws the cohort has always made), but
+    the frames of a run of consecutive spikes share the sign of the run's first frame: a failure
+    that persists over two frames errs in the same direction on both.
+    """
+    lo, hi = (float(v) for v in change_range)
+    spiked = np.array([kind == "spike" for kind in types], bool)
+    out = np.zeros(len(spiked))
+    sign = 1.0
+    for t in np.flatnonzero(spiked):
+        own = 1.0 if rng.random() < 0.5 else -1.0
+        sign = sign if t > 0 and spiked[t - 1] else own
+        out[t] = sign * rng.uniform(lo + 0.1 * (hi - lo), hi - 0.1 * (hi - lo))
+    return out
 
 
 def spike_scale(lv_ell, lv_line, target_change: float):

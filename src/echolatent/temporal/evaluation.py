@@ -1,15 +1,28 @@
 """Evaluation of the temporal metric against the defects injected in a synthetic cohort.
 
 The simulator records, per frame, the defect it injected (``truth/frames.tsv``: ``defect``
-kind or ``none``, ``defect_spike`` flag). A frame's deviation involves its two neighbours,
-so frames are classed by their 3-frame window:
+kind or ``none``, ``defect_spike`` flag). A frame's deviation involves its two neighbours
+(for the end frames, the neighbours of the cycle's end rule: periodic on a full cycle, the
+inner frame on a half cycle, see :mod:`echolatent.temporal.metric`), so frames are classed by
+that window:
 
-``spike``         frames carrying an injected single-frame spike (what must be flagged);
-``spike_neighbour``  the frames next to a spike (the metric's definition flags them too when
-                  the spike is large: they deviate by about half of it);
-``clean_window``  frames whose window (itself and both neighbours) holds no injected defect:
-                  nothing to detect there, every flag is a false positive;
-``no_defect``     frames without a defect of their own (a neighbour may have one).
+``spike``            frames carrying an injected spike (what must be flagged), split by
+                     position and by kind:
+``spike_single``     ... with no spiked frame next to them (a single-frame spike);
+``spike_pair``       ... with a spiked frame next to them (``t - 1`` or ``t + 1``): a defect of
+                     two (or more) consecutive frames, each deviating by about half a spike;
+``spike_interior``   ... not the first or last frame of the sequence;
+``spike_end``        ... the first or last frame (the reference metric, ``cycle=None``,
+                     never flags them: ``d = 0`` there);
+``spike_neighbour``  the frames whose deviation involves a spike, without a spike of their own
+                     (the metric's definition flags them too when the spike is large: they
+                     deviate by about half of it);
+``clean_window``     frames whose window (itself and the frames of its deviation) holds no
+                     injected defect: nothing to detect there, every flag is a false positive;
+``clean_end``        the clean-window frames that are a first or last frame (false positives
+                     of the end rule);
+``no_defect``        frames without a defect of their own (a neighbour may have one);
+``all``              every frame.
 """
 
 from __future__ import annotations
@@ -17,12 +30,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from echolatent.temporal.metric import temporal_consistency
+from echolatent.temporal.metric import neighbour_frames, temporal_consistency
 from echolatent.temporal.thresholds import sequence_curves
 
-__all__ = ["injected_defects", "frame_classes", "detection_rates"]
+__all__ = ["FRAME_CLASSES", "end_thresholds", "injected_defects", "frame_classes", "detection_rates"]
 
 KEY = ["patient_id", "view", "frame"]
+
+#: Rows of :func:`detection_rates` (the ``frames`` column of ``detection.tsv``), in order.
+FRAME_CLASSES = ("spike", "spike_single", "spike_pair", "spike_interior", "spike_end", "spike_neighbour",
+                 "clean_window", "clean_end", "no_defect", "all")
+
+
+def end_thresholds(thresholds: pd.DataFrame):
+    """The ``tau_end`` column of a thresholds table (NaN rows: ``tau``), or None without one."""
+    if "tau_end" not in thresholds.columns:
+        return None
+    end = pd.to_numeric(thresholds["tau_end"], errors="coerce").to_numpy(float)
+    return None if np.isnan(end).all() else np.where(np.isnan(end), thresholds["tau"].to_numpy(float), end)
 
 
 def injected_defects(frames: pd.DataFrame | str, *, cycle: str = "full") -> pd.DataFrame:
@@ -30,7 +55,7 @@ def injected_defects(frames: pd.DataFrame | str, *, cycle: str = "full") -> pd.D
 
     ``frames`` is the simulator's ``truth/frames.tsv`` (full-cycle frame indices). For a
     cohort ingested as half cycles (frames ED..ES), frame ``i`` is the full-cycle frame
-    ``ED + i``.
+    ``ED + i``, and the frames after ES are left out.
     """
     if not isinstance(frames, pd.DataFrame):
         frames = pd.read_csv(frames, sep="\t", dtype={"patient_id": str, "view": str, "defect": str},
@@ -40,37 +65,58 @@ def injected_defects(frames: pd.DataFrame | str, *, cycle: str = "full") -> pd.D
         ed = frames.loc[frames["is_ed"].astype(int) == 1].groupby(["patient_id", "view"])["frame"].min()
         table = table.join(ed.rename("ed"), on=["patient_id", "view"])
         table["frame"] = table["frame"] - table["ed"]
-        table = table[table["frame"] >= 0].drop(columns="ed")
+        keep = table["frame"] >= 0
+        if "in_half" in frames.columns:
+            keep &= frames["in_half"].astype(int).to_numpy() == 1
+        table = table[keep].drop(columns="ed")
     table["defect"] = table["defect"].replace("", "none").fillna("none")
     table["spike"] = table.pop("defect_spike").astype(int) == 1
     table["defective"] = table["defect"] != "none"
     return table.reset_index(drop=True)
 
 
-def frame_classes(defects: pd.DataFrame) -> pd.DataFrame:
-    """Add ``spike_neighbour``, ``clean_window`` and ``no_defect`` (see the module docstring)."""
+def frame_classes(defects: pd.DataFrame, *, cycle=None) -> pd.DataFrame:
+    """Add the frame classes of the module docstring (boolean columns) and ``end``.
+
+    ``cycle`` ({"full", "half", None}) sets which frames a frame's deviation involves (the
+    end-frame rule of :func:`~echolatent.temporal.metric.consistency_deviation`): with
+    ``"full"`` a defect on frame ``T - 2`` or 1 is in the window of frame 0, for instance.
+    The frames of each sequence must be ``0 .. T - 1``.
+    """
     defects = defects.sort_values(KEY).reset_index(drop=True)
     out = defects.copy()
-    for column in ("spike_neighbour", "clean_window"):
+    for column in ("end", "spike_single", "spike_pair", "spike_interior", "spike_end", "spike_neighbour",
+                   "clean_window", "clean_end"):
         out[column] = False
     for _, index in defects.groupby(["patient_id", "view"], sort=False).groups.items():
         index = np.asarray(index)
-        spike = defects.loc[index, "spike"].to_numpy()
-        bad = defects.loc[index, "defective"].to_numpy()
-        near_spike = np.zeros_like(spike)
-        near_spike[1:] |= spike[:-1]
-        near_spike[:-1] |= spike[1:]
-        window = bad.copy()
-        window[1:] |= bad[:-1]
-        window[:-1] |= bad[1:]
+        spike = defects.loc[index, "spike"].to_numpy(bool)
+        bad = defects.loc[index, "defective"].to_numpy(bool)
+        T = len(index)
+        if not np.array_equal(defects.loc[index, "frame"].to_numpy(), np.arange(T)):
+            raise ValueError("frame_classes needs the frames 0..T-1 of every sequence")
+        near = neighbour_frames(T, cycle)                      # frames whose deviations involve each other
+        near_spike = (near & spike[None, :]).any(axis=1)
+        window = bad | (near & bad[None, :]).any(axis=1)
+        end = np.zeros(T, bool)
+        end[[0, T - 1]] = True
+        paired = np.zeros(T, bool)                             # a spiked frame next to it, in time
+        paired[1:] |= spike[:-1]
+        paired[:-1] |= spike[1:]
+        out.loc[index, "end"] = end
+        out.loc[index, "spike_single"] = spike & ~paired
+        out.loc[index, "spike_pair"] = spike & paired
+        out.loc[index, "spike_interior"] = spike & ~end
+        out.loc[index, "spike_end"] = spike & end
         out.loc[index, "spike_neighbour"] = near_spike & ~spike
         out.loc[index, "clean_window"] = ~window
+        out.loc[index, "clean_end"] = ~window & end
     out["no_defect"] = ~out["defective"]
     return out
 
 
 def detection_rates(attributes: pd.DataFrame, defects: pd.DataFrame, thresholds: pd.DataFrame, *,
-                    margin: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+                    margin: float = 0.0, cycle=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fraction of frames the metric flags, per frame class, overall and per attribute.
 
     Parameters
@@ -81,36 +127,44 @@ def detection_rates(attributes: pd.DataFrame, defects: pd.DataFrame, thresholds:
     defects : DataFrame
         :func:`injected_defects` of the same cohort.
     thresholds : DataFrame
-        Image-space rows of a thresholds table.
+        Image-space rows of a thresholds table (derived with the same ``cycle``); its optional
+        ``tau_end`` column holds the thresholds of the first and last frames (NaN: ``tau``).
+    margin : float
+        Thresholds are scaled by ``1 + margin``.
+    cycle : {"full", "half", None}
+        The cohort's cycle: end-frame rule of the metric (:mod:`echolatent.temporal.metric`);
+        None is the reference (``d = 0`` at the first and last frames).
 
     Returns
     -------
     rates : DataFrame
-        One row per frame class (``spike``, ``spike_neighbour``, ``clean_window``,
-        ``no_defect``, ``all``): ``n_frames``, ``flagged`` (any attribute) and
-        ``flagged_{attr}``.
+        One row per frame class (:data:`FRAME_CLASSES`: ``spike``, ``spike_single``,
+        ``spike_pair``, ``spike_interior``, ``spike_end``, ``spike_neighbour``,
+        ``clean_window``, ``clean_end``, ``no_defect``, ``all``): ``n_frames``, ``flagged``
+        (any attribute) and ``flagged_{attr}``.
     frames : DataFrame
         Per frame: the classes, ``flagged`` and the deviation-to-threshold ratio per attribute.
     """
     names = thresholds["name"].tolist()
     lo, hi, tau = (thresholds[c].to_numpy(float) for c in ("lo", "hi", "tau"))
+    tau_end = end_thresholds(thresholds)
     keys, curves = sequence_curves(attributes, names)
     ordered = attributes.sort_values(KEY, kind="stable")[KEY].reset_index(drop=True)
     ratio, flagged = [], []
     for curve in curves:
-        check = temporal_consistency(curve, lo, hi, tau, margin=margin)
+        check = temporal_consistency(curve, lo, hi, tau, margin=margin, cycle=cycle, end_thresholds=tau_end)
         ratio.append(check["error_to_threshold"])
         flagged.append(check["inconsistent"])
     frames = pd.concat([ordered, pd.DataFrame(np.concatenate(flagged), columns=[f"flagged_{n}" for n in names]),
                         pd.DataFrame(np.concatenate(ratio), columns=[f"ratio_{n}" for n in names])], axis=1)
     frames["flagged"] = frames[[f"flagged_{n}" for n in names]].any(axis=1)
-    classes = frame_classes(defects)
+    classes = frame_classes(defects, cycle=cycle)
     frames = frames.merge(classes, on=KEY, how="left", validate="one_to_one")
     if frames["defect"].isna().any():
         missing = frames.loc[frames["defect"].isna(), KEY].head(3).to_dict("records")
         raise ValueError(f"frames without a defect record, e.g. {missing}")
     rows = []
-    for name in ("spike", "spike_neighbour", "clean_window", "no_defect", "all"):
+    for name in FRAME_CLASSES:
         members = frames if name == "all" else frames[frames[name].astype(bool)]
         row = {"frames": name, "n_frames": len(members), "flagged": float(members["flagged"].mean())
                if len(members) else np.nan}

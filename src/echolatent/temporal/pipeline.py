@@ -14,7 +14,9 @@ Two methods (``CorrectionConfig.method``):
 
 ``repair`` (default)
     only the frames that fail the anatomical criteria (with the smallest valid edit) or that
-    the image-space metric needs re-estimated (the spike, not its neighbours) are rebuilt,
+    the image-space metric needs re-estimated (the spike, not its neighbours; both frames of a
+    two-frame defect; the first and last frames too when the cohort's ``cycle`` is given,
+    periodic neighbours for full cycles, mirror for half cycles) are rebuilt,
     from the trusted frames through the latent space, calibrated on the decoder's error
     (:mod:`echolatent.temporal.frame_repair`); a sequence still inconsistent after
     ``repair_rounds`` goes to ``smooth`` (``fallback="smooth"``). On the synthetic cohort it
@@ -174,19 +176,26 @@ class CorrectionConfig:
 
 @dataclass
 class LatentConstraint:
-    """Constrained latent dimensions with their normalisation bounds and thresholds."""
+    """Constrained latent dimensions with their normalisation bounds and thresholds.
+
+    ``tau_end``: thresholds of the first and last frames (:mod:`echolatent.temporal.metric`),
+    None (or NaN) for ``tau``.
+    """
 
     dims: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
     tau: np.ndarray
+    tau_end: np.ndarray | None = None
 
     @classmethod
     def from_table(cls, table: pd.DataFrame) -> "LatentConstraint":
         """From the ``latent`` rows of a thresholds table (:mod:`echolatent.temporal.thresholds`)."""
+        from echolatent.temporal.evaluation import end_thresholds
+
         rows = table[table["space"] == "latent"].sort_values("dim")
         return cls(rows["dim"].to_numpy(int), rows["lo"].to_numpy(float), rows["hi"].to_numpy(float),
-                   rows["tau"].to_numpy(float))
+                   rows["tau"].to_numpy(float), end_thresholds(rows))
 
 
 # --------------------------------------------------------------------------- network helpers
@@ -521,19 +530,30 @@ def encode_shard(shard, model, *, out_table=None, out_h5=None, batch_size: int =
 
 
 # --------------------------------------------------------------------------- correction
-def _image_check(masks_native: list[np.ndarray], spacings, image) -> tuple[list[np.ndarray], list[dict]]:
-    """Attribute curves and image-space consistency of each sequence (``image`` = (names, lo, hi, tau, margin))."""
-    names, lo, hi, tau, margin = image
+def _image_spec(image) -> tuple:
+    """``(names, lo, hi, tau, tau_end)`` of an ``image`` argument ``(names, lo, hi, tau[, tau_end])``."""
+    if image is None:
+        return None
+    if len(image) not in (4, 5):
+        raise ValueError("image thresholds must be (names, lo, hi, tau) or (names, lo, hi, tau, tau_end)")
+    return tuple(image) if len(image) == 5 else (*image, None)
+
+
+def _image_check(masks_native: list[np.ndarray], spacings, image, cycle=None) -> tuple[list[np.ndarray], list[dict]]:
+    """Attribute curves and image-space consistency of each sequence (``image`` = (names, lo, hi, tau, tau_end,
+    margin))."""
+    names, lo, hi, tau, tau_end, margin = image
     curves, results = [], []
     for masks, spacing in zip(masks_native, spacings):
         attributes = shape_attributes(masks, spacing)[list(names)].to_numpy(np.float64)
         curves.append(attributes)
-        results.append(temporal_consistency(attributes, lo, hi, tau, margin=margin))
+        results.append(temporal_consistency(attributes, lo, hi, tau, margin=margin, cycle=cycle,
+                                            end_thresholds=tau_end))
     return curves, results
 
 
 def _smooth_groups(mus: list[np.ndarray], constraint: LatentConstraint | None, config: CorrectionConfig,
-                   scale) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                   scale, cycle=None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Smooth each (T_i, D) trajectory, batching the sequences of equal length; ``scale`` (N,) scales τ."""
     smoothed, weights = [None] * len(mus), [None] * len(mus)
     lengths = np.array([len(m) for m in mus])
@@ -545,11 +565,12 @@ def _smooth_groups(mus: list[np.ndarray], constraint: LatentConstraint | None, c
             kwargs = {}
             if constraint is not None and len(constraint.dims):
                 kwargs = dict(constrained_dims=constraint.dims, thresholds=constraint.tau * factor,
-                              lo=constraint.lo, hi=constraint.hi)
+                              lo=constraint.lo, hi=constraint.hi,
+                              end_thresholds=None if constraint.tau_end is None else constraint.tau_end * factor)
             free_weight = min(config.weight / factor, max(config.max_weight, config.weight))
             out, w = smooth_trajectories(z, weight=free_weight, max_weight=config.max_weight,
                                          n_bisections=config.n_bisections, n_neighbours=config.n_neighbours,
-                                         margin=config.margin, return_weights=True, **kwargs)
+                                         margin=config.margin, return_weights=True, cycle=cycle, **kwargs)
             for j, i in enumerate(chosen):
                 smoothed[i], weights[i] = out[j], w[j]
     return smoothed, weights
@@ -557,7 +578,7 @@ def _smooth_groups(mus: list[np.ndarray], constraint: LatentConstraint | None, c
 
 def correct_sequences(model, masks_native: list[np.ndarray], *, constraint: LatentConstraint | None,
                       config: CorrectionConfig | None = None, spacings=None, image=None,
-                      grid: int | None = None, device="cpu") -> list[dict]:
+                      grid: int | None = None, device="cpu", cycle=None) -> list[dict]:
     """Temporally correct label-map sequences with a trained mask VAE.
 
     Parameters
@@ -570,11 +591,18 @@ def correct_sequences(model, masks_native: list[np.ndarray], *, constraint: Late
     config : CorrectionConfig
     spacings : list of (h, w), optional
         Pixel spacing of each sequence (needed with ``image``).
-    image : tuple ``(names, lo, hi, tau)``, optional
-        Image-space thresholds of the shape attributes: needed for ``scope="inconsistent"``
-        and ``max_rounds > 1``; the attribute curves before and after are then returned too.
+    image : tuple ``(names, lo, hi, tau[, tau_end])``, optional
+        Image-space thresholds of the shape attributes (``tau_end``: of the first and last
+        frames, :mod:`echolatent.temporal.metric`; default ``tau``): needed for
+        ``scope="inconsistent"``, ``max_rounds > 1`` and ``method="repair"``; the attribute
+        curves before and after are then returned too.
     grid : int, optional
         The cohort's model grid the training frames went through (see :func:`model_input`).
+    cycle : {"full", "half", None}
+        The sequences' cycle: the end-frame rule of the temporal metric
+        (:mod:`echolatent.temporal.metric`) in the image-space checks, the latent constraint and
+        the repair (full: periodic neighbours; half: mirror; None: the reference's ``d = 0`` at
+        the first and last frames, which are then never flagged nor repaired for consistency).
 
     Returns
     -------
@@ -589,19 +617,20 @@ def correct_sequences(model, masks_native: list[np.ndarray], *, constraint: Late
     config = config or CorrectionConfig()
     if config.method == "repair":
         return _repair_sequences(model, masks_native, constraint=constraint, config=config, spacings=spacings,
-                                 image=image, grid=grid, device=device)
+                                 image=image, grid=grid, device=device, cycle=cycle)
     keep_la = knows_atrium(model)
     drop_la = not keep_la and config.atrium == "drop"
     n = len(masks_native)
     if (config.scope != "all" or config.max_rounds > 1) and image is None:
         raise ValueError(f"scope={config.scope!r} and max_rounds > 1 need the image-space thresholds")
+    image = _image_spec(image)
     image_check = None if image is None else (*image, config.margin)
     if image_check is not None and spacings is None:
         raise ValueError("the image-space check needs the spacing of each sequence")
     results = [{"input": np.asarray(m, dtype=np.uint8), "corrected": False, "rounds": 0, "mu": None, "z": None,
                 "weights": None, "replaced": np.zeros(len(m), bool)} for m in masks_native]
     if image_check is not None:
-        curves, checks = _image_check([r["input"] for r in results], spacings, image_check)
+        curves, checks = _image_check([r["input"] for r in results], spacings, image_check, cycle)
         for r, c, k in zip(results, curves, checks):
             r.update(curves_before=c, check_before=k, curves_after=c, check_after=k)
     for r in results:
@@ -617,7 +646,7 @@ def correct_sequences(model, masks_native: list[np.ndarray], *, constraint: Late
         from echolatent.anatomy import anatomical_metrics
 
         labels = (1, 2) if drop_la else (1, 2, 3)
-        base_curves, checks = _image_check([r["base"] for r in results], spacings, image_check)
+        base_curves, checks = _image_check([r["base"] for r in results], spacings, image_check, cycle)
         todo = []
         for i, (r, curve, check) in enumerate(zip(results, base_curves, checks)):
             invalid = anatomical_metrics(r["base"], spacings[i], labels=labels)["anatomical_errors"].to_numpy()
@@ -640,7 +669,8 @@ def correct_sequences(model, masks_native: list[np.ndarray], *, constraint: Late
         if not todo:
             break
         if stale:
-            smoothed, weights = _smooth_groups([results[i]["mu"] for i in stale], constraint, config, scale[stale])
+            smoothed, weights = _smooth_groups([results[i]["mu"] for i in stale], constraint, config, scale[stale],
+                                               cycle)
             for j, i in enumerate(stale):
                 r = results[i]
                 if config.output == "displacement":
@@ -661,7 +691,8 @@ def correct_sequences(model, masks_native: list[np.ndarray], *, constraint: Late
             r.update(corrected=True, rounds=round_ + 1, replaced=r["replace"].copy())
         if image_check is None:
             break
-        curves, checks = _image_check([results[i]["masks"] for i in todo], [spacings[i] for i in todo], image_check)
+        curves, checks = _image_check([results[i]["masks"] for i in todo], [spacings[i] for i in todo], image_check,
+                                      cycle)
         still, stale = [], []
         for j, i in enumerate(todo):
             r = results[i]
@@ -683,23 +714,28 @@ def correct_sequences(model, masks_native: list[np.ndarray], *, constraint: Late
     return results
 
 
-def _repair_sequences(model, masks_native, *, constraint, config: CorrectionConfig, spacings, image, grid, device):
+def _repair_sequences(model, masks_native, *, constraint, config: CorrectionConfig, spacings, image, grid, device,
+                      cycle=None):
     """``method="repair"`` of :func:`correct_sequences` (:mod:`echolatent.temporal.frame_repair`)."""
     from echolatent.anatomy import CRITERIA, anatomical_metrics, criteria_validity
     from echolatent.temporal import frame_repair
 
     if image is None or spacings is None:
         raise ValueError("method='repair' needs the image-space thresholds and the spacing of each sequence")
+    image = _image_spec(image)
     names = list(image[0])
-    unknown = sorted(set(names) - set(frame_repair.ATTRIBUTE_REGIONS))
+    known = {}
+    for name in names:
+        with contextlib.suppress(KeyError):
+            known[name] = frame_repair.attribute_regions_of(name)   # pixel or physical (mm) columns
+    unknown = sorted(set(names) - set(known))
     if unknown:
         raise ValueError(f"method='repair' does not know which regions move the attribute(s) {unknown}")
     image_check = (*image, config.margin)
     keep_la = knows_atrium(model)
     drop_la = not keep_la and config.atrium == "drop"
     labels = (1, 2) if drop_la else (1, 2, 3)
-    attribute_regions = np.array([[r in frame_repair.ATTRIBUTE_REGIONS[a] for r in frame_repair.REGIONS]
-                                  for a in names])
+    attribute_regions = np.array([[r in known[a] for r in frame_repair.REGIONS] for a in names])
     criterion_regions = np.array([[r in frame_repair.CRITERION_REGIONS[c] for r in frame_repair.REGIONS]
                                   for c in CRITERIA])
 
@@ -713,10 +749,10 @@ def _repair_sequences(model, masks_native, *, constraint, config: CorrectionConf
         x = np.asarray(masks, dtype=np.uint8)
         cleaned = preclean(x, keep_atrium=True)
         base = np.where(cleaned == LA, BG, cleaned).astype(np.uint8) if drop_la else cleaned
-        (curve_before,), (check_before,) = _image_check([x], [spacing], image_check)
+        (curve_before,), (check_before,) = _image_check([x], [spacing], image_check, cycle)
         r = {"input": x, "cleaned": cleaned, "curves_before": curve_before, "check_before": check_before,
              "mu": None, "z": None, "weights": None, "rounds": 0, "method": "none"}
-        (curve,), (check,) = _image_check([base], [spacing], image_check)
+        (curve,), (check,) = _image_check([base], [spacing], image_check, cycle)
         regions = (failed(base)[:, :, None] & criterion_regions[None]).any(axis=1)
         # Frames rebuilt for an anatomical error only take the smallest valid edit among the
         # regions of their failed criteria; `regions` holds what each frame actually rebuilds.
@@ -736,7 +772,8 @@ def _repair_sequences(model, masks_native, *, constraint, config: CorrectionConf
                 else:
                     added = frame_repair.plan_repairs(curve, *image[1:4], regions, attribute_regions,
                                                       margin=config.margin, widen=round_ > 0,
-                                                      interpolation=config.interpolation)
+                                                      interpolation=config.interpolation, cycle=cycle,
+                                                      tau_end=image[4])
                 if round_ and not added.any():
                     break
                 minimal &= ~added.any(axis=1)
@@ -744,9 +781,9 @@ def _repair_sequences(model, masks_native, *, constraint, config: CorrectionConf
                 trusted = ~regions.any(axis=1)
                 if not trusted.any():
                     break  # nothing left to interpolate from: the fallback decides
-                z = frame_repair.interpolate_codes(mu, trusted, method=config.interpolation)
+                z = frame_repair.interpolate_codes(mu, trusted, method=config.interpolation, cycle=cycle)
                 repaired = np.flatnonzero(~trusted)
-                prev, nxt, _ = frame_repair.trusted_neighbours(trusted)
+                prev, nxt, _ = frame_repair.trusted_neighbours(trusted, cycle)
                 needed = sorted((set(prev[repaired]) | set(nxt[repaired])) - set(decoded_mu))
                 if needed:
                     decoded_mu.update(zip(needed, decode_masks(model, mu[needed], batch_size=config.batch_size,
@@ -757,8 +794,9 @@ def _repair_sequences(model, masks_native, *, constraint, config: CorrectionConf
                 for weight in config.decoder_weights:  # first best: the decoder's path unless it hurts
                     candidate, rebuilt = frame_repair.repair_frames(
                         base, decoded_mu, decoded_z, regions, keep_atrium=keep_la, decoder_weight=weight,
-                        minimal=minimal, valid=lambda frame: not failed(frame[None]).any(), return_regions=True)
-                    (c_curve,), (c_check,) = _image_check([candidate], [spacing], image_check)
+                        minimal=minimal, valid=lambda frame: not failed(frame[None]).any(), return_regions=True,
+                        cycle=cycle)
+                    (c_curve,), (c_check,) = _image_check([candidate], [spacing], image_check, cycle)
                     score = int(c_check["frame_inconsistent"].sum())
                     if best is None or score < best[0]:
                         best = (score, candidate, c_curve, c_check, rebuilt)
@@ -777,7 +815,7 @@ def _repair_sequences(model, masks_native, *, constraint, config: CorrectionConf
             smooth = dataclasses.replace(config, method="smooth")
             redone = correct_sequences(model, [results[i]["input"] for i in still], constraint=constraint,
                                        config=smooth, spacings=[spacings[i] for i in still], image=image, grid=grid,
-                                       device=device)
+                                       device=device, cycle=cycle)
             for i, r in zip(still, redone):
                 r.update(curves_before=results[i]["curves_before"], check_before=results[i]["check_before"],
                          method="smooth", repaired_regions=results[i]["repaired_regions"])
@@ -801,7 +839,8 @@ def _frame_counts(check: dict, names) -> dict:
 
 def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: LatentConstraint | None,
                   config: CorrectionConfig | None = None, truth_shard=None, out_table=None, out_h5=None,
-                  model_name: str = "", device="cpu", chunk_sequences: int = 64, log=None) -> pd.DataFrame:
+                  model_name: str = "", device="cpu", chunk_sequences: int = 64, log=None,
+                  cycle=None) -> pd.DataFrame:
     """Correct every sequence of a cohort shard; before/after table and corrected mask shard.
 
     Parameters
@@ -822,6 +861,9 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
         Mask shard of the cohort layout: ``mask_native`` (corrected), ``mask`` (corrected,
         on the cohort's model grid), ``frame_pos``, ``mu`` and ``z`` (latent trajectories
         before/after smoothing, when corrected) and the cohort group attributes.
+    cycle : {"full", "half", None}
+        The cohort's cycle (``cohort.cycle``): end-frame rule of the temporal metric, as in
+        :func:`correct_sequences`; the thresholds must have been derived with the same rule.
 
     Returns
     -------
@@ -838,9 +880,11 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
     from echolatent.shape_tables import write_table
 
     config = config or CorrectionConfig()
+    from echolatent.temporal.evaluation import end_thresholds
+
     names, lo, hi, tau = (image_thresholds["name"].tolist(), image_thresholds["lo"].to_numpy(float),
                           image_thresholds["hi"].to_numpy(float), image_thresholds["tau"].to_numpy(float))
-    image = (names, lo, hi, tau)
+    image = (names, lo, hi, tau, end_thresholds(image_thresholds))
     truth = None
     if truth_shard is not None:
         truth = {(s.patient_id, s.view): s.arrays["mask_native"] for s in iter_shard(truth_shard, ("mask_native",))}
@@ -855,7 +899,7 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
         inputs = [s.arrays["mask_native"] for s in batch]
         spacings = [s.spacing("mask_native") for s in batch]
         results = correct_sequences(model, inputs, constraint=constraint, config=config, spacings=spacings,
-                                    image=image, grid=grid, device=device)
+                                    image=image, grid=grid, device=device, cycle=cycle)
         for sequence, before, spacing, r in zip(batch, inputs, spacings, results):
             after = r["masks"]
             n_frames += len(after)
@@ -872,7 +916,8 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
             if constraint is not None and len(constraint.dims) and r["mu"] is not None:
                 for when, z in (("before", r["mu"]), ("after", r["z"])):
                     check = temporal_consistency(z[:, constraint.dims], constraint.lo, constraint.hi, constraint.tau,
-                                                 margin=config.margin)
+                                                 end_thresholds=constraint.tau_end,
+                                                 margin=config.margin, cycle=cycle)
                     row[f"latent_inconsistent_frames_{when}"] = int(check["frame_inconsistent"].sum())
                 row["mean_constrained_weight"] = (float(np.mean(r["weights"][constraint.dims]))
                                                   if r["weights"] is not None else np.nan)

@@ -25,7 +25,7 @@ import functools
 
 import numpy as np
 
-from echolatent.temporal.metric import consistency_deviation
+from echolatent.temporal.metric import consistency_deviation, frame_thresholds
 
 
 def neighbour_average_matrix(n_frames: int, n_neighbours: int = 1) -> np.ndarray:
@@ -183,7 +183,7 @@ def snake(s0: np.ndarray, weight, *, n_neighbours: int = 1) -> np.ndarray:
 
 def smooth_trajectories(z, *, weight: float = 50.0, constrained_dims=(), thresholds=None, lo=None, hi=None,
                         max_weight: float = 128.0, n_bisections: int = 5, n_neighbours: int = 1,
-                        margin: float = 0.0, return_weights: bool = False):
+                        margin: float = 0.0, return_weights: bool = False, cycle=None, end_thresholds=None):
     """Smooth latent trajectories until the constrained dimensions are temporally consistent.
 
     Parameters
@@ -208,6 +208,12 @@ def smooth_trajectories(z, *, weight: float = 50.0, constrained_dims=(), thresho
         Thresholds are scaled by ``1 + margin``.
     return_weights : bool
         Also return the weight used for each (sequence, dimension).
+    cycle : {"full", "half", None}
+        End-frame rule of the consistency check of the constrained dimensions
+        (:func:`~echolatent.temporal.metric.consistency_deviation`); the snake itself keeps
+        the reference's edge padding.
+    end_thresholds : array_like, shape (len(constrained_dims),), optional
+        Thresholds of the first and last frames (default: ``thresholds``).
 
     Returns
     -------
@@ -237,10 +243,11 @@ def smooth_trajectories(z, *, weight: float = 50.0, constrained_dims=(), thresho
         lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
         if not tau.shape == lo.shape == hi.shape == constrained.shape:
             raise ValueError("thresholds, lo and hi need one value per constrained dimension")
+        tau = frame_thresholds(n_frames, thresholds, end_thresholds, margin=margin)      # (T, K)
         signals = trajectories[:, constrained]  # (N, K, T)
 
         def feasible(candidate):
-            deviation = consistency_deviation(np.moveaxis(candidate, 1, 2), lo, hi)  # (N, T, K)
+            deviation = consistency_deviation(np.moveaxis(candidate, 1, 2), lo, hi, cycle=cycle)  # (N, T, K)
             return (np.abs(deviation) <= tau).all(axis=1)  # (N, K)
 
         low = np.zeros(signals.shape[:2])

@@ -12,6 +12,15 @@ Reference sequences (for thresholds)
               are for the published thresholds;
 ``input``     the ingested masks as they are (real cohorts: the manual annotations).
 Only the sequences of the patients in ``splits`` are reference sequences.
+
+Units
+-----
+The image-space thresholds name the attribute columns they apply to: the physical ones
+(``lv_area_mm2``, ..., ``lv_orientation_deg``; ``temporal.units: physical``, the default) or
+the pixel ones (``units: pixels``, and the published TMI 2022 table). Detection and the
+correction's image-space check measure whatever columns the table names (with the
+sequence's spacing); the latent thresholds tie latent dim k to the row of the attribute it
+regularises, in either unit (:func:`~echolatent.temporal.thresholds.by_attribute`).
 """
 
 from __future__ import annotations
@@ -22,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from echolatent.temporal.thresholds import derive_thresholds_table, read_thresholds, write_thresholds
+from echolatent.attributes import temporal_attribute
+from echolatent.temporal.thresholds import by_attribute, derive_thresholds_table, read_thresholds, write_thresholds
 
 __all__ = [
     "REFERENCES",
@@ -99,7 +109,8 @@ def image_thresholds_stage(attribute_tables, patients, *, reference: str, splits
 
     ``attribute_tables``: per-shard attribute tables of the reference masks (``truth``) or
     of the ingested masks (``observed``, ``input``); ``frames``: the simulator's frames
-    table (``observed`` only).
+    table (``observed`` only); ``names``: the attribute columns (physical by default, see
+    :func:`~echolatent.temporal.thresholds.image_attribute_names`).
     """
     if reference not in REFERENCES:
         raise ValueError(f"temporal reference must be one of {REFERENCES}, got {reference!r}")
@@ -111,7 +122,7 @@ def image_thresholds_stage(attribute_tables, patients, *, reference: str, splits
             raise ValueError("the 'observed' reference needs the simulator's frames table (synthetic cohorts)")
         table, exclude = _with_defects(table, frames, cycle), "defective"
     result = derive_thresholds_table(table, list(names), reference=f"{reference}:{'+'.join(splits)}",
-                                     exclude=exclude)
+                                     exclude=exclude, cycle=cycle)
     if log is not None:
         print(result.to_string(index=False), file=log, flush=True)
     if out is not None:
@@ -139,9 +150,9 @@ def latent_thresholds_stage(checkpoint, latent_bounds, image_thresholds, *, mode
     if mode not in LATENT_MODES:
         raise ValueError(f"temporal latent_thresholds must be one of {LATENT_MODES}, got {mode!r}")
     model, names, dev = load_corrector(checkpoint, device, log)
-    image = read_thresholds(image_thresholds, space="image").set_index("name")
+    image = by_attribute(read_thresholds(image_thresholds, space="image"))  # pixel or physical rows
     bounds = read_latent_bounds(latent_bounds)
-    dims = [k for k, name in enumerate(names) if name in image.index]
+    dims = [k for k, name in enumerate(names) if temporal_attribute(name) in image.index]
     lo = bounds.set_index("dim").loc[dims, "z_min"].to_numpy(float)
     hi = bounds.set_index("dim").loc[dims, "z_max"].to_numpy(float)
     dim_names = [names[k] for k in dims]
@@ -149,7 +160,11 @@ def latent_thresholds_stage(checkpoint, latent_bounds, image_thresholds, *, mode
         result = pd.DataFrame(columns=THRESHOLD_COLUMNS)
     elif mode == "image":
         result = pd.DataFrame({"space": "latent", "name": dim_names, "dim": dims, "lo": lo, "hi": hi,
-                               "tau": image.loc[dim_names, "tau"].to_numpy(float), "n_sequences": pd.NA,
+                               "tau": image.loc[[temporal_attribute(n) for n in dim_names], "tau"].to_numpy(float),
+                               # the ends' own thresholds transfer as the interior ones do
+                               "tau_end": image.loc[[temporal_attribute(n) for n in dim_names],
+                                                    "tau_end"].to_numpy(float),
+                               "n_sequences": pd.NA,
                                "seq_max_min": np.nan, "seq_max_mean": np.nan, "seq_max_std": np.nan,
                                "reference": "image-thresholds"}, columns=THRESHOLD_COLUMNS)
     else:
@@ -176,7 +191,7 @@ def latent_thresholds_stage(checkpoint, latent_bounds, image_thresholds, *, mode
         if reference == "observed":
             table, exclude = _with_defects(table, frames, cycle), "defective"
         result = derive_thresholds_table(table, [f"mu_{k}" for k in dims], names=dim_names, space="latent",
-                                         dims=dims, bounds=(lo, hi), exclude=exclude,
+                                         dims=dims, bounds=(lo, hi), exclude=exclude, cycle=cycle,
                                          reference=f"latent:{reference}:{'+'.join(splits)}")
     if log is not None:
         print(result.to_string(index=False), file=log, flush=True)
@@ -185,14 +200,37 @@ def latent_thresholds_stage(checkpoint, latent_bounds, image_thresholds, *, mode
     return result
 
 
-def detection_stage(attribute_tables, frames, thresholds, *, cycle: str = "full", margin: float = 0.0, out=None,
-                    log=None) -> pd.DataFrame:
-    """Detection rates of the metric on the injected defects (rule ``temporal_detection``)."""
+def detection_stage(attribute_tables, frames, thresholds, *, cycle: str = "full", margin: float = 0.0,
+                    patients=None, out=None, log=None) -> pd.DataFrame:
+    """Detection rates of the metric on the injected defects (rule ``temporal_detection``).
+
+    With ``patients`` (``patients.tsv``) the rates are given per split (``train``, ``val``,
+    ``test``, then ``all``) in a leading ``split`` column: the thresholds were derived on the
+    reference splits, so the test rows are the held-out figures.
+    """
     from echolatent.shape_tables import write_table
     from echolatent.temporal.evaluation import detection_rates, injected_defects
 
-    rates, _ = detection_rates(_read_attributes(attribute_tables), injected_defects(frames, cycle=cycle),
-                               read_thresholds(thresholds, space="image"), margin=margin)
+    attributes = _read_attributes(attribute_tables)
+    defects = injected_defects(frames, cycle=cycle)
+    image = read_thresholds(thresholds, space="image")
+    parts = [("all", attributes)]
+    if patients is not None:
+        from echolatent.models.quality import SPLIT_ORDER, with_split
+
+        attributes = with_split(attributes, patients)
+        parts = [(split, attributes[attributes["split"] == split].drop(columns="split")) if split != "all"
+                 else (split, attributes.drop(columns="split")) for split in SPLIT_ORDER]
+    tables = []
+    for split, members in parts:
+        if not len(members):
+            continue
+        rates, _ = detection_rates(members, defects, image, margin=margin, cycle=cycle)
+        rates.insert(0, "split", split)
+        tables.append(rates)
+    rates = pd.concat(tables, ignore_index=True)
+    if patients is None:
+        rates = rates.drop(columns="split")
     if log is not None:
         print(rates.to_string(index=False), file=log, flush=True)
     if out is not None:
@@ -211,20 +249,20 @@ def encode_stage(checkpoint, shard, *, out_table, out_h5, model_name: str = "", 
 
 
 def correction_stage(checkpoint, shard, image_thresholds, latent_thresholds, *, settings: dict,
-                     truth_shard=None, frames=None, cycle: str = "full", out_table=None, out_h5=None,
+                     truth_shard=None, frames=None, cycle: str = "full", patients=None, out_table=None, out_h5=None,
                      model_name: str = "", device: str = "auto", log=None) -> pd.DataFrame:
     """Temporal correction of a shard (rule ``temporal_correction``).
 
     With the simulator's ``frames`` table (synthetic cohorts) the table also gets
-    ``n_spikes``, ``n_defects`` (injected per sequence) and ``spiked``.
+    ``n_spikes``, ``n_defects`` (injected per sequence) and ``spiked``; with ``patients``
+    (``patients.tsv``) the ``split`` of each sequence's patient.
     """
     from echolatent.shape_tables import write_table
-    from echolatent.attributes import TEMPORAL_ATTRIBUTES
     from echolatent.temporal.pipeline import CorrectionConfig, LatentConstraint, correct_shard
 
     model, _, dev = load_corrector(checkpoint, device, log)
-    image = read_thresholds(image_thresholds, space="image")
-    image = image[image["name"].isin(TEMPORAL_ATTRIBUTES)].reset_index(drop=True)
+    # the rows of the seven attributes, in the columns the table names (mm or pixels)
+    image = by_attribute(read_thresholds(image_thresholds, space="image")).reset_index(drop=True)
     latent = pd.read_csv(latent_thresholds, sep="\t")
     constraint = LatentConstraint.from_table(latent) if len(latent) else None
     config = CorrectionConfig.from_dict(settings)
@@ -232,7 +270,8 @@ def correction_stage(checkpoint, shard, image_thresholds, latent_thresholds, *, 
         print(f"correction settings {json.dumps(settings)}; constrained dims "
               f"{[] if constraint is None else constraint.dims.tolist()}", file=log, flush=True)
     table = correct_shard(shard, model, image_thresholds=image, constraint=constraint, config=config,
-                          truth_shard=truth_shard, out_h5=out_h5, model_name=model_name, device=dev, log=log)
+                          truth_shard=truth_shard, out_h5=out_h5, model_name=model_name, device=dev, log=log,
+                          cycle=cycle)
     if frames is not None:
         from echolatent.temporal.evaluation import injected_defects
 
@@ -240,6 +279,11 @@ def correction_stage(checkpoint, shard, image_thresholds, latent_thresholds, *, 
             n_spikes=("spike", "sum"), n_defects=("defective", "sum")).reset_index()
         table = table.merge(defects, on=["patient_id", "view"], how="left")
         table["spiked"] = table["n_spikes"] > 0
+    if patients is not None:
+        from echolatent.models.quality import with_split
+
+        table = with_split(table, patients)
+        table.insert(2, "split", table.pop("split"))
     if out_table is not None:
         write_table(table, out_table)
     return table
@@ -248,37 +292,54 @@ def correction_stage(checkpoint, shard, image_thresholds, latent_thresholds, *, 
 def summary_stage(tables, out=None) -> pd.DataFrame:
     """Cohort totals of the per-shard correction tables (rule ``temporal_summary``).
 
-    One row per group (``all``; for synthetic cohorts also the sequences with and without
-    an injected spike when a ``spiked`` column is present): sequences, inconsistent
+    One row per split (``train``, ``val``, ``test``, ``all``, when the tables have a
+    ``split`` column; the test rows are the held-out figures) and group (``all``; for
+    synthetic cohorts also the sequences with and without an injected spike when a
+    ``spiked`` column is present): sequences, inconsistent
     sequences and frames before/after, anatomical errors before/after, mean Dice to the
     truth before/after.
     """
     from echolatent.shape_tables import write_table
 
     table = pd.concat([pd.read_csv(t, sep="\t") for t in tables], ignore_index=True)
-    groups = {"all": table}
-    if "spiked" in table.columns:
-        groups.update(spiked=table[table["spiked"].astype(bool)], not_spiked=table[~table["spiked"].astype(bool)])
+    splits = ["all"]
+    if "split" in table.columns:
+        from echolatent.models.quality import SPLIT_ORDER
+
+        splits = list(SPLIT_ORDER)
     rows = []
-    for name, members in groups.items():
-        row = {"sequences": name, "n_sequences": len(members), "n_frames": int(members["n_frames"].sum())}
-        for when in ("before", "after"):
-            row[f"inconsistent_sequences_{when}"] = int(members[f"sequence_inconsistent_{when}"].sum())
-            row[f"inconsistent_frames_{when}"] = int(members[f"inconsistent_frames_{when}"].sum())
-            row[f"anatomical_errors_{when}"] = int(members[f"anatomical_errors_{when}"].sum())
-            if f"dice_{when}" in members.columns:
-                row[f"dice_{when}"] = float(members[f"dice_{when}"].mean())
-        if "dice_before" in members.columns:
-            delta = members["dice_after"] - members["dice_before"]
-            row["dice_change_mean"] = float(delta.mean())
-            row["dice_decreased"] = int((delta < 0).sum())
-            row["dice_increased"] = int((delta > 0).sum())
-            row["dice_change_min"] = float(delta.min()) if len(delta) else np.nan
-        if "method" in members.columns:
-            for method in ("repair", "smooth"):
-                row[f"method_{method}"] = int((members["method"] == method).sum())
-        rows.append(row)
+    for split in splits:
+        in_split = table if split == "all" else table[table["split"] == split]
+        groups = {"all": in_split}
+        if "spiked" in table.columns:
+            spiked = in_split["spiked"].astype(bool)
+            groups.update(spiked=in_split[spiked], not_spiked=in_split[~spiked])
+        rows += [_summary_row(split, name, members) for name, members in groups.items()]
     result = pd.DataFrame(rows)
+    if "split" not in table.columns:
+        result = result.drop(columns="split")
     if out is not None:
         write_table(result, Path(out))
     return result
+
+
+def _summary_row(split: str, name: str, members: pd.DataFrame) -> dict:
+    """Totals of one group of sequences of the correction tables."""
+    row = {"split": split, "sequences": name, "n_sequences": len(members),
+           "n_frames": int(members["n_frames"].sum())}
+    for when in ("before", "after"):
+        row[f"inconsistent_sequences_{when}"] = int(members[f"sequence_inconsistent_{when}"].sum())
+        row[f"inconsistent_frames_{when}"] = int(members[f"inconsistent_frames_{when}"].sum())
+        row[f"anatomical_errors_{when}"] = int(members[f"anatomical_errors_{when}"].sum())
+        if f"dice_{when}" in members.columns:
+            row[f"dice_{when}"] = float(members[f"dice_{when}"].mean())
+    if "dice_before" in members.columns:
+        delta = members["dice_after"] - members["dice_before"]
+        row["dice_change_mean"] = float(delta.mean())
+        row["dice_decreased"] = int((delta < 0).sum())
+        row["dice_increased"] = int((delta > 0).sum())
+        row["dice_change_min"] = float(delta.min()) if len(delta) else np.nan
+    if "method" in members.columns:
+        for method in ("repair", "smooth"):
+            row[f"method_{method}"] = int((members["method"] == method).sum())
+    return row

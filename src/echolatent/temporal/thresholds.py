@@ -15,10 +15,39 @@ does (:func:`derive_thresholds_table`):
 Reference sequences are the clean truth masks of a synthetic cohort, and the ingested
 masks of the training split otherwise (the manual segmentations of CAMUS-like data).
 
+Units (issue 12)
+----------------
+Derived thresholds are in **physical units** by default (:data:`IMAGE_UNITS`,
+:func:`image_attribute_names`): the curves are the physical columns of the attribute tables
+(:data:`~echolatent.attributes.PHYSICAL_ATTRIBUTES`: ``lv_area_mm2``, ``lv_base_width_mm``,
+``lv_length_mm``, ``lv_orientation_deg``, ``myo_area_mm2``, ``epi_center_x_mm``,
+``epi_center_y_mm``) and the table's ``name`` is that column. CAMUS and sheet cohorts have a
+pixel spacing that differs from patient to patient; in pixels the same physical change of
+the heart is a larger deviation on a finer grid, so a pixel threshold flags fine-grid
+patients more readily than coarse-grid ones. In mm the flag of a frame does not depend on
+its grid (up to the rasterisation error).
+
+The bounds ``lo, hi`` stay the min and max over the reference frames (now in mm): with
+derived thresholds they only fix the unit of ``d_t`` and ``tau`` (``tau`` is itself a
+maximum of normalised deviations, so ``|d_t| > tau`` is ``|Δ_t| > max_ref |Δ|`` in mm
+whatever the bounds), and the reference's min-max convention keeps the latent transfer
+(``latent_thresholds: image``) meaningful. Fixed physiological ranges would add nothing to
+the detection and have no natural value for the epicardial centre (a position in the image).
+
+``thresholds: published`` keeps the **pixel convention**: the TMI 2022 values are
+normalised by CAMUS native-pixel bounds (:data:`~echolatent.temporal.metric.CAMUS_BOUNDS`)
+and their rows name the pixel columns, so they reproduce the paper on CAMUS native masks.
+They are not converted to mm: the CAMUS spacing is not one value (it is read per file and
+the circulating 0.154 x 0.308 mm is unverified), and under anisotropy neither the lengths
+(direction dependent) nor the orientation (an angle of a stretched shape) convert by one
+factor, so a converted table would be neither the published one nor a derived one. On any
+other grid, derive the thresholds.
+
 Table format (TSV, one row per attribute or latent dimension)
 -------------------------------------------------------------
 ``space``        ``image`` (shape attributes) or ``latent`` (latent dimensions)
-``name``         attribute name (for a latent dimension: the attribute it is tied to)
+``name``         attribute column, with its unit suffix (``lv_area_mm2``; pixel columns have
+                 none); for a latent dimension: the attribute it is tied to
 ``dim``          latent dimension (empty in image space)
 ``lo``, ``hi``   normalisation bounds
 ``tau``          threshold in normalised units
@@ -36,11 +65,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from echolatent.attributes import TEMPORAL_ATTRIBUTES
+from echolatent.attributes import PHYSICAL_ATTRIBUTES, TEMPORAL_ATTRIBUTES, temporal_attribute
 from echolatent.temporal.metric import CAMUS_BOUNDS, TEMPORAL_THRESHOLDS, sequence_maxima
 
 __all__ = [
     "THRESHOLD_COLUMNS",
+    "IMAGE_UNITS",
+    "image_attribute_names",
+    "by_attribute",
     "published_thresholds",
     "sequence_curves",
     "derive_thresholds_table",
@@ -50,12 +82,39 @@ __all__ = [
 ]
 
 THRESHOLD_COLUMNS = ["space", "name", "dim", "lo", "hi", "tau", "n_sequences", "seq_max_min", "seq_max_mean",
-                     "seq_max_std", "reference"]
+                     "seq_max_std", "reference", "tau_end"]
 SEQUENCE_KEY = ["patient_id", "view"]
+#: Units of the derived image-space thresholds: physical (mm, mm^2, degrees; default) or pixels.
+IMAGE_UNITS = ("physical", "pixels")
+
+
+def image_attribute_names(units: str = "physical") -> list[str]:
+    """The attribute columns the image-space metric measures in ``units`` (TMI 2022 order)."""
+    if units == "physical":
+        return list(PHYSICAL_ATTRIBUTES)
+    if units == "pixels":
+        return list(TEMPORAL_ATTRIBUTES)
+    raise ValueError(f"image-space units must be one of {IMAGE_UNITS}, got {units!r}")
+
+
+def by_attribute(table: pd.DataFrame) -> pd.DataFrame:
+    """Image-space rows indexed by the temporal attribute they measure (``lv_area_mm2`` -> ``lv_area``).
+
+    Rows naming no temporal attribute are dropped; two rows for one attribute are an error.
+    """
+    attribute = table["name"].map(temporal_attribute)
+    out = table[attribute.notna()].set_axis(attribute[attribute.notna()].tolist(), axis=0)
+    if out.index.has_duplicates:
+        raise ValueError(f"more than one thresholds row for {sorted(set(out.index[out.index.duplicated()]))}")
+    return out
 
 
 def published_thresholds() -> pd.DataFrame:
-    """The published thresholds with the CAMUS bounds (image space, CAMUS native pixels)."""
+    """The published thresholds with the CAMUS bounds (image space, CAMUS native pixels).
+
+    The rows name the pixel columns (:data:`~echolatent.attributes.TEMPORAL_ATTRIBUTES`): the
+    published values keep the pixel convention (see the module docstring).
+    """
     rows = [{"space": "image", "name": name, "dim": pd.NA, "lo": CAMUS_BOUNDS[name][0], "hi": CAMUS_BOUNDS[name][1],
              "tau": TEMPORAL_THRESHOLDS[name], "n_sequences": pd.NA, "seq_max_min": np.nan, "seq_max_mean": np.nan,
              "seq_max_std": np.nan, "reference": "published:CAMUS"} for name in TEMPORAL_ATTRIBUTES]
@@ -79,7 +138,8 @@ def sequence_curves(table: pd.DataFrame, columns) -> tuple[list[tuple[str, str]]
 
 
 def derive_thresholds_table(table: pd.DataFrame, columns, *, names=None, space: str = "image", dims=None,
-                            bounds=None, reference: str = "", exclude: str | None = None) -> pd.DataFrame:
+                            bounds=None, reference: str = "", exclude: str | None = None,
+                            cycle=None) -> pd.DataFrame:
     """Bounds and thresholds from the reference sequences of a per-frame table.
 
     Parameters
@@ -102,6 +162,12 @@ def derive_thresholds_table(table: pd.DataFrame, columns, *, names=None, space: 
         Boolean column of frames that are not reference material (e.g. frames with an
         injected defect): such a frame is left out of the bounds, and its deviation and its
         two neighbours' (which involve it) out of the maxima; the rest of its sequence counts.
+    cycle : {"full", "half", None}
+        The cohort's cycle, the end-frame rule of the metric (:mod:`echolatent.temporal.metric`).
+        With ``"full"`` or ``"half"``, ``tau`` is the largest deviation of the interior frames
+        and ``tau_end`` that of the first and last frames; with None (the reference, ``d = 0``
+        at the ends) ``tau_end`` is NaN. Thresholds are only valid with the rule they were
+        derived with.
     """
     columns = list(columns)
     names = columns if names is None else list(names)
@@ -124,12 +190,16 @@ def derive_thresholds_table(table: pd.DataFrame, columns, *, names=None, space: 
     if not np.all(np.isfinite(lo) & np.isfinite(hi) & (hi > lo)):
         bad = [n for n, a, b in zip(names, lo, hi) if not (np.isfinite(a) and np.isfinite(b) and b > a)]
         raise ValueError(f"degenerate reference range for {bad}: the reference curves do not vary")
-    maxima = sequence_maxima(curves, lo, hi)
+    maxima = sequence_maxima(curves, lo, hi, cycle=cycle)
     with np.errstate(all="ignore"):
+        tau, tau_end = np.nanmax(maxima, axis=0), np.full(len(names), np.nan)
+        if cycle is not None:  # the ends have their own threshold (echolatent.temporal.metric)
+            tau = np.nanmax(sequence_maxima(curves, lo, hi, cycle=cycle, frames="interior"), axis=0)
+            tau_end = np.nanmax(sequence_maxima(curves, lo, hi, cycle=cycle, frames="ends"), axis=0)
         rows = {
             "space": space, "name": names,
             "dim": pd.array(list(dims) if dims is not None else [pd.NA] * len(names), dtype="Int64"),
-            "lo": lo, "hi": hi, "tau": np.nanmax(maxima, axis=0), "n_sequences": len(curves),
+            "lo": lo, "hi": hi, "tau": tau, "tau_end": tau_end, "n_sequences": len(curves),
             "seq_max_min": np.nanmin(maxima, axis=0), "seq_max_mean": np.nanmean(maxima, axis=0),
             "seq_max_std": np.nanstd(maxima, axis=0), "reference": reference,
         }

@@ -8,13 +8,15 @@ configuration merged onto :data:`DEFAULTS`.
 from __future__ import annotations
 
 from echolatent.temporal.pipeline import CorrectionConfig
+from echolatent.temporal.thresholds import IMAGE_UNITS, image_attribute_names
 
-__all__ = ["DEFAULTS", "CORRECTION_KEYS", "settings", "reference", "image_thresholds", "threshold_inputs",
-           "latent_threshold_inputs", "correction_inputs", "temporal_outputs", "latent_outputs"]
+__all__ = ["DEFAULTS", "CORRECTION_KEYS", "settings", "reference", "image_thresholds", "threshold_names",
+           "threshold_inputs", "latent_threshold_inputs", "correction_inputs", "temporal_outputs", "latent_outputs"]
 
 #: Defaults of the ``temporal:`` configuration section (the config schema holds the same).
 DEFAULTS = {
     "thresholds": "derived",          # derived | published | path of a thresholds TSV
+    "units": "physical",              # physical (mm, mm^2, degrees) | pixels: attributes of derived thresholds
     "reference": "auto",              # auto (observed if synthetic, else input) | truth | observed | input
     "reference_splits": ["train"],
     "latent_thresholds": "image",     # image (reference) | derived
@@ -54,6 +56,8 @@ def settings(config: dict) -> dict:
     if merged["latent_thresholds"] not in ("image", "derived"):
         raise ValueError(f"config: temporal.latent_thresholds must be image or derived, "
                          f"got {merged['latent_thresholds']!r}")
+    if merged["units"] not in IMAGE_UNITS:
+        raise ValueError(f"config: temporal.units must be one of {list(IMAGE_UNITS)}, got {merged['units']!r}")
     if merged["reference"] not in ("auto", "truth", "observed", "input"):
         raise ValueError(f"config: temporal.reference must be auto, truth, observed or input, "
                          f"got {merged['reference']!r}")
@@ -78,6 +82,17 @@ def image_thresholds(settings: dict) -> str:
     if choice == "published":
         return "resources/temporal_thresholds.tsv"
     return choice
+
+
+def threshold_names(settings: dict) -> list[str]:
+    """Attribute columns of the derived image-space thresholds (``temporal.units``).
+
+    ``physical`` (default): mm, mm^2 and degrees measured in mm, so a frame's flag does not
+    depend on its sequence's pixel spacing; ``pixels``: the grid's pixels (the pre-issue-12
+    behaviour, meaningful only on one common grid). ``thresholds: published`` does not use
+    them: the published table names the pixel columns (CAMUS native pixels).
+    """
+    return image_attribute_names(settings["units"])
 
 
 def threshold_inputs(settings: dict, synthetic: bool, shards) -> dict:
@@ -109,7 +124,8 @@ def correction_inputs(model: str, shard, settings: dict, synthetic: bool) -> dic
     files = {"checkpoint": f"results/models/{model}/checkpoint.pt",
              "shard": f"results/cohort/shard-{shard}.h5",
              "image": image_thresholds(settings),
-             "latent": f"results/temporal/{model}/latent_thresholds.tsv"}
+             "latent": f"results/temporal/{model}/latent_thresholds.tsv",
+             "patients": "results/cohort/patients.tsv"}
     if synthetic:
         files["truth"] = f"results/cohort/truth/shard-{shard}.h5"
         files["frames"] = "results/cohort/truth/frames.tsv"
