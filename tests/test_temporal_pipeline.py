@@ -293,11 +293,18 @@ def test_stages_end_to_end_on_a_tiny_cohort(tiny_cohort):
     cohort, model = root / "cohort", root / "model"
     frames = cohort / "truth" / "frames.tsv"
     image = image_thresholds_stage([root / "attributes-input.parquet"], cohort / "patients.tsv", reference="observed",
-                                   splits=["train", "val", "test"], names=TEMPORAL_ATTRIBUTES, frames=frames,
+                                   splits=["train"], names=TEMPORAL_ATTRIBUTES, frames=frames,
                                    out=root / "t" / "thresholds.tsv")
     assert image["name"].tolist() == list(TEMPORAL_ATTRIBUTES) and (image["tau"] > 0).all()
-    rates = detection_stage([root / "attributes-input.parquet"], frames, root / "t" / "thresholds.tsv")
-    assert rates.set_index("frames").loc["clean_window", "flagged"] == 0.0  # reference frames, by construction
+    # held out: thresholds from the train split, rates on the patients they never saw
+    rates = detection_stage([root / "attributes-input.parquet"], frames, root / "t" / "thresholds.tsv",
+                            patients=cohort / "patients.tsv")
+    assert rates["split"].drop_duplicates().tolist() == ["train", "val", "test", "all"]
+    held_out = rates[rates["split"].isin(["val", "test"])].set_index(["split", "frames"])["flagged"]
+    checked = [split for split in ("val", "test") if np.isfinite(held_out.get((split, "spike"), np.nan))]
+    assert checked  # the held-out patients carry spikes
+    for split in checked:  # the metric tells spikes from clean frames it was not tuned on
+        assert held_out[(split, "spike")] > held_out[(split, "clean_window")]
     for mode in ("image", "derived"):
         latent = latent_thresholds_stage(model / "checkpoint.pt", model / "latent_bounds.tsv",
                                          root / "t" / "thresholds.tsv", mode=mode, reference="truth",
