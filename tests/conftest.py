@@ -74,3 +74,26 @@ def camus_nifti(tmp_path):
                                                    sex="MF"[i % 2]) for i in range(1, 7)}
     camus.write_split_lists(root, {p: s for p, s in zip(sorted(data), ["train"] * 4 + ["val", "test"])})
     return root, data
+
+
+def draw_apical_ellipses(mask, rows, cols, cy, cx, ry, rx, h) -> None:
+    """Draw, in place, an apical-like map on a small grid: LV half-ellipse (1) cut at its base,
+    a MYO band of thickness ``h`` (2), the LA below (3). ``rows``/``cols`` are pixel centres."""
+    base = cy + 0.6 * ry
+    lv = (((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 <= 1) & (rows <= base)
+    epi = (((rows - cy) / (ry + h)) ** 2 + ((cols - cx) / (rx + h)) ** 2 <= 1) & (rows <= base)
+    la = (((rows - base - 4) / 4) ** 2 + ((cols - cx) / (rx + 1)) ** 2 <= 1) & (rows > base)
+    mask[la] = 3
+    mask[epi] = 2
+    mask[lv] = 1
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread: tiny tensors run faster, and far faster on a busy 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

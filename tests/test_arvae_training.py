@@ -20,6 +20,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
+from conftest import draw_apical_ellipses
 from echolatent.models import encode, load_model, train_vae
 
 S = 32
@@ -43,13 +44,7 @@ def masks_with_areas(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         rx = np.sqrt(lv_area / (np.pi * aspect))
         ry = aspect * rx
         h = (-(ry + rx) + np.sqrt((ry + rx) ** 2 + 4 * myo_area / np.pi)) / 2
-        base = cy + 0.6 * ry
-        lv = (((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 <= 1) & (rows <= base)
-        epi = (((rows - cy) / (ry + h)) ** 2 + ((cols - cx) / (rx + h)) ** 2 <= 1) & (rows <= base)
-        la = (((rows - base - 4) / 4) ** 2 + ((cols - cx) / (rx + 1)) ** 2 <= 1) & (rows > base)
-        masks[i][la] = 3
-        masks[i][epi] = 2
-        masks[i][lv] = 1
+        draw_apical_ellipses(masks[i], rows, cols, cy, cx, ry, rx, h)
     attrs = np.stack([(masks == 1).sum((1, 2)), (masks == 2).sum((1, 2))], 1).astype(np.float32)
     return masks, attrs
 
@@ -67,12 +62,7 @@ def cohort():
             "test": masks_with_areas(128, 300 + SEED)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def rank_correlations(tmp_path, cohort, gamma: float) -> np.ndarray:

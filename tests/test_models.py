@@ -10,13 +10,7 @@ from echolatent.models import (REFERENCE_VAE, MaskVAE, VAEConfig, dice_per_class
                                resolve_device)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: tiny tensors run faster, and far faster on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("cfg", [

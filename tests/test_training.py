@@ -16,6 +16,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
+from conftest import draw_apical_ellipses
 from echolatent.models import (CheckpointMismatchError, TrainConfig, TrainingInterrupted, VAEConfig,
                                load_checkpoint, load_model, one_hot, train_vae)
 
@@ -33,13 +34,7 @@ def ellipse_masks(n: int, seed: int):
     for i in range(n):
         cy, cx = rng.uniform(12, 15), rng.uniform(14, 18)
         ry, rx, h = rng.uniform(6, 9), rng.uniform(3.5, 5.5), rng.uniform(1.5, 3)
-        base = cy + 0.6 * ry
-        lv = (((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 <= 1) & (rows <= base)
-        epi = (((rows - cy) / (ry + h)) ** 2 + ((cols - cx) / (rx + h)) ** 2 <= 1) & (rows <= base)
-        la = (((rows - base - 4) / 4) ** 2 + ((cols - cx) / (rx + 1)) ** 2 <= 1) & (rows > base)
-        masks[i][la] = 3
-        masks[i][epi] = 2
-        masks[i][lv] = 1
+        draw_apical_ellipses(masks[i], rows, cols, cy, cx, ry, rx, h)
     attrs = np.stack([(masks == 1).sum((1, 2)), (masks == 2).sum((1, 2))], 1).astype(np.float32)
     phase = rng.uniform(0, 1, n).astype(np.float32)
     return masks, attrs, phase
