@@ -12,7 +12,7 @@ TORCH_INDEX ?=
 CORES ?= all
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test figures clean-results
+.PHONY: setup demo test clean-results
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,6 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
-
-figures: setup
-	$(BIN)/snakemake --cores $(CORES) figures
 
 clean-results:
 	rm -rf results logs

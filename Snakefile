@@ -30,7 +30,7 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     shard=r"\d+",
-    source=r"[a-z]+",
+    source="|".join(mask_sources()),
     model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
@@ -46,7 +46,6 @@ rule all:
         cohort_outputs(),
         anatomy_outputs(),
         model_outputs(),
-        temporal_paths.latent_outputs(MODEL["name"], SHARDS),
-        f"results/models/{MODEL['name']}/quality.tsv",
-        temporal_paths.temporal_outputs(MODEL["name"], TEMPORAL, SYNTHETIC, SHARDS),
+        [temporal_paths.latent_outputs(model, SHARDS) for model in MODELS],
+        [temporal_paths.temporal_outputs(model, TEMPORAL, SYNTHETIC, SHARDS) for model in TEMPORAL_MODELS],
     default_target: True

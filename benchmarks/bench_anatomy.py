@@ -2,7 +2,7 @@
 
 Measures masks/s on ONE core (BLAS/OpenMP threads pinned to 1) at 256 x 256 on a seeded,
 realistic mix of clean and defective apical label maps, and compares, in the same run,
-:func:`echolatent.anatomy.anatomical_metrics` with ``baseline_metrics``, a straightforward
+:func:`echolatent.shape.criteria.anatomical_metrics` with ``baseline_metrics``, a straightforward
 per-mask implementation written directly from the definitions (one
 ``scipy.ndimage.label`` per structure, Python loops over labels as in the reference,
 the erosion loop relabelling the whole map at every erosion). Every mask must give
@@ -301,8 +301,8 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions of the fast paths (best kept)")
     args = parser.parse_args(argv)
 
-    from echolatent.anatomy import anatomical_metrics
-    from echolatent.attributes import shape_attributes
+    from echolatent.shape.attributes import shape_attributes
+    from echolatent.shape.criteria import anatomical_metrics
 
     masks, kinds = make_masks(args.n, seed=args.seed)
     n_base = args.n if args.baseline_n is None else min(args.baseline_n, args.n)

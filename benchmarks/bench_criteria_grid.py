@@ -185,15 +185,16 @@ def geometry_frames(name, patients, seed, frames):
 # --------------------------------------------------------------------------------------
 def _resize(masks, shape):
     """Nearest-neighbour resize ignoring the spacing (pixel centres, as the resampler of the package)."""
-    from echolatent.anatomy import _grid_indices
+    from echolatent.shape.grid import grid_indices
 
-    rows = _grid_indices(masks.shape[1], 1.0 / masks.shape[1], 1.0 / shape[0])
-    cols = _grid_indices(masks.shape[2], 1.0 / masks.shape[2], 1.0 / shape[1])
+    rows = grid_indices(masks.shape[1], 1.0 / masks.shape[1], 1.0 / shape[0])
+    cols = grid_indices(masks.shape[2], 1.0 / masks.shape[2], 1.0 / shape[1])
     return np.ascontiguousarray(masks[:, rows[:, None], cols[None, :]])
 
 
 def measure(policy, masks, spacing):
-    from echolatent.anatomy import anatomical_metrics, resample_to_grid
+    from echolatent.shape.criteria import anatomical_metrics
+    from echolatent.shape.grid import resample_to_grid
 
     if policy == "native":
         return anatomical_metrics(masks, spacing, grid="native")
@@ -225,7 +226,8 @@ def run_geometry(args):
             errors = df["anatomical_errors"].to_numpy()
             fired = {}
             if errors.any():
-                from echolatent.anatomy import CRITERIA, criteria_validity
+                from echolatent.shape.criteria import criteria_validity
+                from echolatent.shape.criteria_definitions import CRITERIA
 
                 valid = criteria_validity(df)
                 fired = {c: int((~valid[c]).sum()) for c in CRITERIA if (~valid[c]).any()}

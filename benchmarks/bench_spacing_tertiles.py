@@ -8,7 +8,7 @@ camus-like``, masks only) is simulated with the observation model's boundary noi
 injected defects (the default rates of holes, islands, MYO gaps and LV-background contacts,
 and single-frame LV spikes at ``--spike-rate``). The shape attributes of every observed
 frame are measured on its native grid with its spacing
-(:func:`echolatent.attributes.shape_attributes`). The patients are split 50/50 (seeded) into
+(:func:`echolatent.shape.attributes.shape_attributes`). The patients are split 50/50 (seeded) into
 train and test; the thresholds are derived from the train split's observed sequences,
 leaving out the frames with an injected defect (the workflow's ``observed`` reference,
 :func:`echolatent.temporal.stages.image_thresholds_stage`), and the metric is evaluated on
@@ -80,7 +80,7 @@ def extreme_grid(config, which: str) -> dict:
 
 def measure(payload):
     """Simulate patient ``index`` and measure its observed frames: (attributes, defect records, grid row)."""
-    from echolatent.attributes import shape_attributes
+    from echolatent.shape.attributes import shape_attributes
     from echolatent.simulate import SimulationConfig, simulate_patient
 
     config_dict, index = payload

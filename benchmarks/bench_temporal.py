@@ -130,7 +130,7 @@ def bench_encoding(args):
 def bench_detection(args):
     import pandas as pd
 
-    from echolatent.attributes import TEMPORAL_ATTRIBUTES
+    from echolatent.shape.attributes import TEMPORAL_ATTRIBUTES
     from echolatent.temporal.stages import detection_stage, image_thresholds_stage
 
     cohort = args.cohort
@@ -172,7 +172,7 @@ def bench_correction(args):
     import pandas as pd
     import torch
 
-    from echolatent.attributes import TEMPORAL_ATTRIBUTES
+    from echolatent.shape.attributes import TEMPORAL_ATTRIBUTES
     from echolatent.temporal.stages import (correction_stage, image_thresholds_stage, latent_thresholds_stage,
                                             summary_stage)
 

@@ -1,4 +1,4 @@
-"""Tests of the 12 anatomical criteria (echolatent.anatomy).
+"""Tests of the 12 anatomical criteria (echolatent.shape.criteria).
 
 Hand-built label maps check that exactly the expected criteria fire; every result is also
 checked against the straightforward per-mask implementation of benchmarks/bench_anatomy.py.
@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from echolatent.anatomy import (
+from echolatent.shape.criteria import anatomical_metrics, criteria_validity
+from echolatent.shape.criteria_definitions import (
     CRITERIA,
     CRITERION_STRUCTURES,
     EROSION_RATIO_MYO_MIN,
@@ -24,10 +25,8 @@ from echolatent.anatomy import (
     FRONTIER_RATIO_MYO_LA_MAX,
     THRESHOLDS,
     WIDTH_RATIO_LV_MYO_MAX,
-    anatomical_metrics,
-    criteria_validity,
-    small_object_size,
 )
+from echolatent.shape.grid import small_object_size
 
 _BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_anatomy.py"
 _spec = importlib.util.spec_from_file_location("bench_anatomy", _BENCH)

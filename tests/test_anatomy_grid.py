@@ -15,17 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from echolatent.anatomy import (
-    CRITERIA,
-    CRITERIA_GRID_MM,
-    GRID_CRITERIA,
-    SMALL_OBJECT_MM2,
-    THRESHOLDS,
-    anatomical_metrics,
-    criteria_grid,
-    criteria_validity,
-    resample_to_grid,
-)
+from echolatent.shape.criteria import anatomical_metrics, criteria_validity
+from echolatent.shape.criteria_definitions import CRITERIA, GRID_CRITERIA, THRESHOLDS
+from echolatent.shape.grid import CRITERIA_GRID_MM, SMALL_OBJECT_MM2, criteria_grid, resample_to_grid
 
 #: (rows, cols, spacing_h, spacing_w): CAMUS-like anisotropic, finer anisotropic, milder
 #: anisotropy, isotropic fine, isotropic coarse (the default synthetic cohort), reversed.
@@ -324,7 +316,7 @@ def test_explicit_small_object_size_matches_the_reference_definition():
     import importlib.util
     from pathlib import Path
 
-    from echolatent.anatomy import _criteria_batch
+    from echolatent.shape.criteria_batch import criteria_batch
 
     spec = importlib.util.spec_from_file_location(
         "bench_anatomy", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_anatomy.py")
@@ -333,7 +325,7 @@ def test_explicit_small_object_size_matches_the_reference_definition():
     rng = np.random.default_rng(7)
     kinds = [d for d in bench.DEFECTS if d != "edge"]  # away from the border: crop invariant
     maps = np.stack([bench.make_heart(rng, 256, defect=kinds[k % len(kinds)] if k % 3 else None) for k in range(24)])
-    fast = _criteria_batch(maps, (1, 2, 3), 128, s=16.0)
+    fast = criteria_batch(maps, (1, 2, 3), 128, s=16.0)
     for i, m in enumerate(maps):
         ref = bench.baseline_metrics(np.pad(m, 128))  # 512 x 512: s = 16
         for name in CRITERIA:

@@ -1,4 +1,4 @@
-"""Tests of the shape attributes (echolatent.attributes)."""
+"""Tests of the shape attributes (echolatent.shape.attributes)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 from skimage.measure import find_contours, inertia_tensor
 
-from echolatent.attributes import ATTRIBUTES, MM_ATTRIBUTES, TEMPORAL_ATTRIBUTES, lv_landmarks, shape_attributes
+from echolatent.shape.attributes import ATTRIBUTES, MM_ATTRIBUTES, TEMPORAL_ATTRIBUTES, lv_landmarks, shape_attributes
 
 _BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_anatomy.py"
 _spec = importlib.util.spec_from_file_location("bench_anatomy", _BENCH)
@@ -292,3 +292,12 @@ def test_matches_reference_on_noise(seed):
     except (IndexError, ValueError):
         return
     assert_matches_reference(m[None])
+
+
+def test_tables_keyed_by_attribute_name_name_the_seven_temporal_attributes():
+    """Data keyed by attribute name (published thresholds, CAMUS bounds, repair regions) follow TEMPORAL_ATTRIBUTES."""
+    from echolatent.temporal.frame_repair import ATTRIBUTE_REGIONS
+    from echolatent.temporal.metric import CAMUS_BOUNDS, TEMPORAL_THRESHOLDS
+
+    for table in (TEMPORAL_THRESHOLDS, CAMUS_BOUNDS, ATTRIBUTE_REGIONS):
+        assert tuple(table) == TEMPORAL_ATTRIBUTES

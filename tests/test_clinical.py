@@ -1,4 +1,4 @@
-"""Tests of the clinical indices (echolatent.clinical) on rasterised analytic shapes."""
+"""Tests of the clinical indices (echolatent.shape.clinical) on rasterised analytic shapes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from echolatent.clinical import (
+from echolatent.shape.clinical import (
     clinical_indices,
     ef,
     la_length,

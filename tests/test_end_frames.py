@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from echolatent.attributes import TEMPORAL_ATTRIBUTES, shape_attributes
+from echolatent.shape.attributes import TEMPORAL_ATTRIBUTES, shape_attributes
 from echolatent.simulate import DEFECT_TYPES, ConfigError, SimulationConfig, simulate_patient
 from echolatent.simulate.observation import draw_defects, spike_targets
 from echolatent.temporal.evaluation import FRAME_CLASSES, detection_rates, frame_classes

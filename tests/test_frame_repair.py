@@ -9,7 +9,8 @@ import torch
 from echolatent.temporal.frame_repair import (ATTRIBUTE_REGIONS, REGIONS, compose_regions, interpolate_codes,
                                               plan_repairs, region_sdf, repair_frames, trusted_neighbours)
 from echolatent.temporal.metric import temporal_consistency
-from echolatent.temporal.pipeline import CorrectionConfig, correct_sequences, dice_scores
+from echolatent.temporal.config import CorrectionConfig
+from echolatent.temporal.pipeline import correct_sequences, dice_scores
 from echolatent.temporal.preclean import preclean
 from test_temporal_pipeline import KnownModel, clean_scales, image_arrays, image_thresholds, render, sequence
 
@@ -227,8 +228,7 @@ def test_fallback_to_smoothing_when_the_repair_leaves_a_sequence_inconsistent(ca
     left = correct_sequences(KnownModel(), [spiked], config=CorrectionConfig(repair_rounds=1, fallback="none"),
                              **common)[0]
     assert left["method"] == "repair" and left["check_after"]["sequence_inconsistent"]
-    redone = correct_sequences(KnownModel(), [spiked], config=CorrectionConfig(repair_rounds=1, weight=4.0,
-                                                                               max_rounds=6), **common)[0]
+    redone = correct_sequences(KnownModel(), [spiked], config=CorrectionConfig(repair_rounds=1), **common)[0]
     assert redone["method"] == "smooth" and not redone["check_after"]["sequence_inconsistent"]
     fixed = correct_sequences(KnownModel(), [spiked], **common)[0]
     assert fixed["method"] == "repair" and not fixed["check_after"]["sequence_inconsistent"]

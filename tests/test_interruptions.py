@@ -33,10 +33,10 @@ CONFIG = {
     "cohort": {"source": "synthetic", "image_size": 32, "shards": 2,
                "synthetic": {"n_patients": 10, "seed": 5, "frames": 12,
                              "image": {"rows": 128, "cols": 128, "spacing": [1.5, 1.5]}}},
-    "model": {"name": "tiny",
-              "training": {"device": "cpu", "epochs": EPOCHS, "batch_size": 16, "lr": 0.02,
-                           "lr_schedule": "constant",
-                           "model": {"input_size": 32, "blocks": 2, "init_channels": 8, "latent_dim": 8}}},
+    "models": {"tiny": {"kind": "ar-vae",
+                        "training": {"device": "cpu", "epochs": EPOCHS, "batch_size": 16, "lr": 0.02,
+                                     "lr_schedule": "constant",
+                                     "model": {"blocks": 2, "init_channels": 8, "latent_dim": 8}}}},
 }
 TARGETS = [f"results/latents/tiny/shard-{k}.parquet" for k in (0, 1)] + [
     "results/cohort/sequences.tsv", "results/cohort/provenance.json"]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from echolatent.models import (REFERENCE_VAE, MaskVAE, VAEConfig, dice_per_class, encode, one_hot,
-                               resolve_device)
+from echolatent.models import REFERENCE_VAE, MaskVAE, VAEConfig, dice_per_class, one_hot, resolve_device
+from echolatent.models.encode import encode
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -137,7 +137,7 @@ def _defects(patients):
 
 
 def test_clean_masks_pass_all_anatomical_criteria(native_patients):
-    from echolatent.anatomy import anatomical_metrics
+    from echolatent.shape.criteria import anatomical_metrics
 
     clean = _stack(native_patients, "clean")
     assert clean.dtype == np.uint8 and set(np.unique(clean)) == {0, 1, 2, 3}
@@ -146,7 +146,7 @@ def test_clean_masks_pass_all_anatomical_criteria(native_patients):
 
 
 def test_clean_masks_pass_on_a_coarse_anisotropic_grid():
-    from echolatent.anatomy import anatomical_metrics
+    from echolatent.shape.criteria import anatomical_metrics
 
     config = small_config(image={"rows": 100, "cols": 84, "spacing": [1.6, 1.9], "images": False})
     sims = [simulate_patient(config, i) for i in range(4)]
@@ -155,7 +155,7 @@ def test_clean_masks_pass_on_a_coarse_anisotropic_grid():
 
 
 def test_defects_are_where_the_truth_says_and_nowhere_else(native_patients):
-    from echolatent.anatomy import anatomical_metrics, criteria_validity
+    from echolatent.shape.criteria import anatomical_metrics, criteria_validity
 
     observed = _stack(native_patients, "mask")
     kinds = _defects(native_patients)
@@ -365,7 +365,7 @@ def test_negative_controls_carry_no_effect(effect_cohort, attribute):
 
 
 def test_group_effects_through_the_shape_attributes(effect_cohort):
-    attributes = pytest.importorskip("echolatent.attributes")
+    attributes = pytest.importorskip("echolatent.shape.attributes")
     table = effect_cohort
     masks = np.stack(table["clean_mask_ed"].to_list())
     cf = np.stack(table["cf_clean_mask_ed"].to_list())

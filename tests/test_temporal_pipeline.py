@@ -10,16 +10,19 @@ import pandas as pd
 import pytest
 import torch
 
-from echolatent.attributes import TEMPORAL_ATTRIBUTES, shape_attributes
+from echolatent.shape.attributes import TEMPORAL_ATTRIBUTES, shape_attributes
 from echolatent.temporal.metric import temporal_consistency
-from echolatent.temporal.pipeline import (CorrectionConfig, LatentConstraint, correct_sequences, dice_scores,
+from echolatent.temporal.config import CorrectionConfig
+from echolatent.temporal.pipeline import (LatentConstraint, correct_sequences, dice_scores,
                                           model_input, transfer_displacement)
 from echolatent.temporal.preclean import fill_holes, largest_component, preclean
 from echolatent.temporal.thresholds import (derive_thresholds_table, published_thresholds, read_thresholds,
                                             write_thresholds)
 
 BG, LV, MYO, LA = 0, 1, 2, 3
-SMOOTH = CorrectionConfig(method="smooth")  # the TMI 2022 reference: smooth and decode every frame
+# the TMI 2022 reference: smooth and decode every frame, snake weight 50, one round
+REFERENCE = dict(method="smooth", weight=50.0, max_rounds=1)
+SMOOTH = CorrectionConfig(**REFERENCE)
 
 
 # --------------------------------------------------------------------------- a model with a known latent space
@@ -187,20 +190,20 @@ def test_scopes_leave_sound_sequences_and_frames_alone(spiked_case):
     model = KnownModel()
     image = image_arrays(thresholds)
     results = correct_sequences(model, [clean, spiked], constraint=None, spacings=[(1.0, 1.0)] * 2, image=image,
-                                config=CorrectionConfig(method="smooth", scope="inconsistent", max_rounds=3))
+                                config=CorrectionConfig(**{**REFERENCE, "scope": "inconsistent", "max_rounds": 3}))
     assert [r["corrected"] for r in results] == [False, True]
     assert np.array_equal(results[0]["masks"], clean)
     assert not results[1]["check_after"]["sequence_inconsistent"]
     references = [sequence(clean_scales(20, phase)) for phase in (0.0, 0.3, 0.6, 0.9)]
     frames = correct_sequences(model, [spiked], constraint=constraint_for(model, references), spacings=[(1.0, 1.0)],
-                               image=image, config=CorrectionConfig(method="smooth", scope="frames", max_rounds=5))[0]
+                               image=image, config=CorrectionConfig(**{**REFERENCE, "scope": "frames", "max_rounds": 5}))[0]
     replaced = frames["replaced"]
     assert replaced[8] and 0 < replaced.sum() <= 8
     np.testing.assert_array_equal(frames["masks"][~replaced], preclean(spiked)[~replaced])
     assert not frames["check_after"]["sequence_inconsistent"]
     with pytest.raises(ValueError, match="image-space thresholds"):
-        correct_sequences(model, [clean], constraint=None, config=CorrectionConfig(method="smooth",
-                                                                                   scope="inconsistent"))
+        correct_sequences(model, [clean], constraint=None, config=CorrectionConfig(**{**REFERENCE,
+                                                                                      "scope": "inconsistent"}))
     with pytest.raises(ValueError, match="image-space thresholds"):
         correct_sequences(model, [clean], constraint=None)  # the default method, repair, needs them too
 
@@ -222,7 +225,7 @@ def test_three_class_model_keeps_the_input_atrium_where_free(spiked_case):
     model = KnownModel(n_classes=3)
     assert not np.any(model_input(big, model) == LA) and model_input(big, model).shape == (20, 48, 48)
     kept = correct_sequences(model, [big], constraint=None, config=SMOOTH)[0]["masks"]
-    dropped = correct_sequences(model, [big], constraint=None, config=CorrectionConfig(method="smooth", atrium="drop"))[
+    dropped = correct_sequences(model, [big], constraint=None, config=CorrectionConfig(**REFERENCE, atrium="drop"))[
         0]["masks"]
     assert kept.shape == big.shape and not np.any(dropped == LA)
     assert np.all(kept[big == LA] != BG)                 # LA pixels stay (LA, or LV/MYO where those claim them)
@@ -350,28 +353,20 @@ def test_workflow_settings_and_paths():
     from echolatent.temporal import workflow
 
     settings = workflow.settings({})
-    assert settings == workflow.DEFAULTS
-    # the config schema holds the same defaults (one list of keys, one set of values)
-    import yaml
-    from pathlib import Path
-
-    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow" / "schemas" /
-                             "config.schema.yaml").read_text())
-    properties = schema["properties"]["temporal"]["properties"]
-    assert {key: spec["default"] for key, spec in properties.items()} == workflow.DEFAULTS
+    assert settings["thresholds"]["reference"] == "auto" and settings["correction"]["method"] == "repair"
     assert workflow.reference(settings, synthetic=True) == "observed"
     assert workflow.reference(settings, synthetic=False) == "input"
-    assert workflow.image_thresholds(workflow.settings({"temporal": {"thresholds": "published"}})) == \
+    assert workflow.image_thresholds(workflow.settings({"temporal": {"thresholds": {"source": "published"}}})) == \
         "resources/temporal_thresholds.tsv"
     inputs = workflow.correction_inputs("arvae", 1, settings, synthetic=True)
     assert inputs["truth"] == "results/cohort/truth/shard-1.h5" and inputs["image"] == "results/temporal/thresholds.tsv"
     assert "results/temporal/detection.tsv" in workflow.temporal_outputs("arvae", settings, True, [0, 1])
-    with pytest.raises(ValueError, match="unknown temporal key"):
-        workflow.settings({"temporal": {"wieght": 3}})
-    with pytest.raises(ValueError, match="scope"):
-        workflow.settings({"temporal": {"scope": "some"}})
+    with pytest.raises(ValueError, match=r"temporal\.smooth: Additional properties .*'wieght'"):
+        workflow.settings({"temporal": {"smooth": {"wieght": 3}}})
+    with pytest.raises(ValueError, match=r"temporal\.smooth\.scope: 'some' is not one of"):
+        workflow.settings({"temporal": {"smooth": {"scope": "some"}}})
     with pytest.raises(ValueError, match="synthetic"):
-        workflow.reference(workflow.settings({"temporal": {"reference": "truth"}}), synthetic=False)
+        workflow.reference(workflow.settings({"temporal": {"thresholds": {"reference": "truth"}}}), synthetic=False)
 
 
 def test_upsampling_places_model_pixels_where_they_were_sampled():

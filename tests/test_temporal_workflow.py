@@ -14,21 +14,13 @@ from test_workflow import REPO, snakemake
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("temporal_stage")
-    config = {
-        "cohort": {"source": "synthetic", "image_size": 64, "shards": 2, "cycle": "full",
-                   "synthetic": {"n_patients": 8, "seed": 11, "frames": 16,
-                                 "observation": {"defect_rates": {"spike": 0.08, "hole": 0.03}}}},
-        "model": {"name": "tiny", "training": {"device": "cpu", "epochs": 2, "batch_size": 32,
-                                               "model": {"input_size": 32, "blocks": 2, "init_channels": 8}}},
-    }
-    (root / "config.yaml").write_text(yaml.safe_dump(config))
     targets = ["results/temporal/tiny/summary.tsv", "results/temporal/detection.tsv"] + [
         f"results/{part}/shard-{k}.{ext}" for k in (0, 1)
         for part, ext in (("latents/tiny", "parquet"), ("latents/tiny", "h5"), ("temporal/tiny", "h5"),
                           ("temporal/tiny/nifti", "tsv"))]
     # Targets first: --configfile takes several files and would swallow them.
     snakemake(*targets, "--cores", "2", "--directory", str(root), "--configfile", str(REPO / "config/config.yaml"),
-              str(root / "config.yaml"))
+              str(REPO / ".test/config/config.yaml"))
     return root
 
 

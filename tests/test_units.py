@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from echolatent.attributes import (MM_ATTRIBUTES, PHYSICAL_ATTRIBUTES, PHYSICAL_NAMES, TEMPORAL_ATTRIBUTES,
-                                   shape_attributes, temporal_attribute)
+from echolatent.shape.attributes import (MM_ATTRIBUTES, PHYSICAL_ATTRIBUTES, PHYSICAL_NAMES, TEMPORAL_ATTRIBUTES,
+                                         shape_attributes, temporal_attribute)
 from echolatent.simulate import ConfigError, SimulationConfig, simulate_patient
 from echolatent.temporal.metric import consistency_deviation
 from echolatent.temporal.thresholds import (by_attribute, derive_thresholds_table, image_attribute_names,
@@ -335,11 +335,12 @@ def test_temporal_units_setting():
     from echolatent.temporal import workflow
 
     settings = workflow.settings({})
-    assert settings["units"] == "physical"
+    assert settings["thresholds"]["units"] == "physical"
     assert workflow.threshold_names(settings) == list(PHYSICAL_ATTRIBUTES)
-    assert workflow.threshold_names(workflow.settings({"temporal": {"units": "pixels"}})) == list(TEMPORAL_ATTRIBUTES)
-    with pytest.raises(ValueError, match="temporal.units"):
-        workflow.settings({"temporal": {"units": "mm"}})
+    pixels = workflow.settings({"temporal": {"thresholds": {"units": "pixels"}}})
+    assert workflow.threshold_names(pixels) == list(TEMPORAL_ATTRIBUTES)
+    with pytest.raises(ValueError, match=r"temporal\.thresholds\.units"):
+        workflow.settings({"temporal": {"thresholds": {"units": "mm"}}})
 
 
 def test_camus_like_store_through_ingestion_attributes_thresholds_and_detection(tmp_path):

@@ -48,7 +48,7 @@ def test_sheet_cohort_end_to_end_with_skip(tmp_path):
     rows = sheet_cohort(tmp_path, n=5)
     (tmp_path / rows[3]["mask"]).write_bytes(b"broken")
     sheet = write_sheet(tmp_path, rows)
-    config = write_config(tmp_path / "cfg.yaml", {"source": "sheet", "path": str(sheet), "image_size": 24,
+    config = write_config(tmp_path / "cfg.yaml", {"source": "sheet", "path": str(sheet), "image_size": 32,
                                                   "shards": 2}, qc={"on_bad_sequence": "skip"})
     # The cohort stage only (targets first: --configfile would swallow them).
     targets = ["results/cohort/sequences.tsv", "results/cohort/qc.tsv", "results/cohort/patients.tsv"]
@@ -60,8 +60,8 @@ def test_sheet_cohort_end_to_end_with_skip(tmp_path):
     assert qc[["patient_id", "view"]].values.tolist() == [["P01", "4CH"]]
     for shard in (0, 1):
         with h5py.File(cohort / f"shard-{shard}.h5", "r") as h5:
-            assert h5.attrs["image_size"] == 24
-            assert all(h5[f"{p}/{v}/mask"].shape[1:] == (24, 24)
+            assert h5.attrs["image_size"] == 32
+            assert all(h5[f"{p}/{v}/mask"].shape[1:] == (32, 32)
                        for p, v in sequences.loc[sequences["shard"] == shard, ["patient_id", "view"]].values)
     again = snakemake(*targets, "--cores", "2", "--directory", str(tmp_path), "--configfile", str(config))
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -71,7 +71,7 @@ def test_sheet_cohort_error_mode_names_the_file_and_leaves_no_shard(tmp_path):
     rows = sheet_cohort(tmp_path, n=3)
     (tmp_path / rows[2]["mask"]).write_bytes(b"broken")
     config = write_config(tmp_path / "cfg.yaml", {"source": "sheet", "path": str(write_sheet(tmp_path, rows)),
-                                                  "image_size": 24, "shards": 1})
+                                                  "image_size": 32, "shards": 1})
     result = snakemake("results/cohort/sequences.tsv", "--cores", "1", "--directory", str(tmp_path),
                        "--configfile", str(config), check=False)
     assert result.returncode != 0
@@ -97,7 +97,7 @@ def test_split_fractions_and_model_name_are_checked_at_parse_time(tmp_path):
     assert result.returncode != 0 and "cohort.split fractions must be >= 0 and sum to 1" in result.stdout + result.stderr
     # Issue 11 defect 4: ".." put the model's outputs in results/ itself, two stages wrote one file
     for name in ("..", ".", "a/b", ".hidden"):
-        config = write_config(tmp_path / "name.yaml", {}, model={"name": name})
+        config = write_config(tmp_path / "name.yaml", {}, models={name: {"kind": "vae"}})
         result = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(config), check=False)
         assert result.returncode != 0 and "does not match" in result.stdout + result.stderr, name
 
@@ -109,10 +109,20 @@ BROKEN_CONFIGS = {
     "camus without path": ({"cohort": {"source": "camus"}}, "cohort.path is required when cohort.source is 'camus'"),
     "camus folder missing": ({"cohort": {"source": "camus", "path": "nowhere"}}, "nowhere: CAMUS folder not found"),
     "unknown top-level key": ({"cohort": {}, "modle": {}}, "Additional properties are not allowed ('modle'"),
-    "unknown training key": ({"cohort": {}, "model": {"training": {"epoch": 3}}}, "unknown key(s) ['epoch']"),
-    "zero epochs": ({"cohort": {}, "model": {"training": {"epochs": 0}}},
+    "unknown training key": ({"cohort": {}, "models": {"m": {"kind": "vae", "training": {"epoch": 3}}}},
+                             "models.m.training: training config: unknown key(s) ['epoch']"),
+    "zero epochs": ({"cohort": {}, "models": {"m": {"kind": "vae", "training": {"epochs": 0}}}},
                     "TrainConfig.epochs must be a positive integer, got 0"),
-    "zero threads": ({"cohort": {}, "model": {"training": {"num_threads": 0}}}, "0 is less than the minimum of 1"),
+    "zero threads": ({"cohort": {}, "models": {"m": {"kind": "vae", "training": {"num_threads": 0}}}},
+                     "0 is less than the minimum of 1"),
+    "no models": ({"cohort": {}, "models": {}}, "should be non-empty"),
+    "model without kind": ({"cohort": {}, "models": {"m": {"attributes": ["lv_area"]}}}, "'kind' is a required property"),
+    "unknown model kind": ({"cohort": {}, "models": {"m": {"kind": "gan"}}}, "'gan' is not one of"),
+    "loss kind twice": ({"cohort": {}, "models": {"m": {"kind": "vae", "training": {"loss": {"kind": "ar-vae"}}}}},
+                        "models.m.training.loss.kind: the loss is the entry's kind"),
+    "model grid twice": ({"cohort": {}, "models": {"m": {"kind": "vae", "training": {"model": {"input_size": 32}}}}},
+                         "models.m.training.model.input_size: the model grid is cohort.image_size"),
+    "old temporal key": ({"cohort": {}, "temporal": {"weight": 4.0}}, "Additional properties are not allowed ('weight'"),
     "bad qc mode": ({"cohort": {}, "qc": {"on_bad_sequence": "ignore"}}, "'ignore' is not one of ['error', 'skip']"),
     "bad simulator size": ({"cohort": {"synthetic": {"n_patients": -1}}}, "n_patients"),
 }

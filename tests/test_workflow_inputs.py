@@ -32,7 +32,7 @@ def jobs_run(result):
 def test_edited_mask_is_re_read_and_touched_file_is_not(tmp_path):
     rows = sheet_cohort(tmp_path, n=4)
     sheet = write_sheet(tmp_path, rows)
-    config = write_config(tmp_path / "cfg.yaml", {"source": "sheet", "path": str(sheet), "image_size": 24,
+    config = write_config(tmp_path / "cfg.yaml", {"source": "sheet", "path": str(sheet), "image_size": 32,
                                                   "shards": 2})
     run(tmp_path, config)
     cohort = tmp_path / "results/cohort"
@@ -64,7 +64,7 @@ def test_file_fixed_after_skip_leaves_qc(tmp_path):
     good = broken.read_bytes()
     broken.write_bytes(b"broken")
     sheet = write_sheet(tmp_path, rows)
-    config = write_config(tmp_path / "cfg.yaml", {"source": "sheet", "path": str(sheet), "image_size": 24,
+    config = write_config(tmp_path / "cfg.yaml", {"source": "sheet", "path": str(sheet), "image_size": 32,
                                                   "shards": 1}, qc={"on_bad_sequence": "skip"})
     run(tmp_path, config)
     qc = pd.read_csv(tmp_path / "results/cohort/qc.tsv", sep="\t")
@@ -83,7 +83,7 @@ def test_edited_covariate_table_is_re_read(tmp_path):
     sheet = write_sheet(tmp_path, rows)
     covariates = tmp_path / "covariates.tsv"
     covariates.write_text("patient_id\tweight\nP00\t70\nP01\t80\nP02\t90\n")
-    config = write_config(tmp_path / "cfg.yaml", {"source": "sheet", "path": str(sheet), "image_size": 24,
+    config = write_config(tmp_path / "cfg.yaml", {"source": "sheet", "path": str(sheet), "image_size": 32,
                                                   "shards": 1, "covariates": str(covariates)})
     run(tmp_path, config)
     covariates.write_text("patient_id\tweight\nP00\t71\nP01\t80\nP02\t90\n")

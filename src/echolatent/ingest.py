@@ -62,6 +62,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from echolatent.io.atomic import atomic_path, atomic_paths, remove_stale_temporaries, temporary_path
 from echolatent.io.errors import InputError
 from echolatent.io.sources import (
     SPLITS,
@@ -72,11 +73,11 @@ from echolatent.io.sources import (
     sha256_file,
 )
 from echolatent.io.sheet import SheetSource
+from echolatent.labels import VALID_LABELS
 from echolatent.resample import resize_images_bilinear, resize_masks_nearest
 
 SHARD_FORMAT = "echolatent-cohort-shard"
 SHARD_VERSION = 1
-VALID_LABELS = (0, 1, 2, 3)
 SEQUENCE_COLUMNS = [
     "patient_id", "view", "shard", "cycle", "n_frames", "ed", "es", "height", "width", "spacing_h", "spacing_w",
     "model_spacing_h", "model_spacing_w", "frame_rate", "has_image", "image_quality", "source_files",
@@ -397,43 +398,6 @@ def _new_shard(path: Path, shard: int, image_size: int) -> h5py.File:
     return h5
 
 
-def _tmp(path: Path) -> Path:
-    """The temporary name ``path`` is written under before the rename (``.tmp-<pid>-<name>``)."""
-    return path.with_name(f".tmp-{os.getpid()}-{path.name}")
-
-
-def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # an earlier attempt of this very process, which is about to rewrite the name
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    except (OverflowError, ValueError):
-        return False
-    return True
-
-
-def _remove_stale_tmps(path: Path) -> None:
-    """Remove the ``.tmp-<pid>-<name>`` leftovers of ``path`` whose writer is gone (e.g. SIGKILLed).
-
-    Only leftovers of this very output name are touched, and only when no running process
-    has the pid in their name, so a job writing another output is never disturbed.
-    """
-    pattern = re.compile(rf"\.tmp-(\d+)-{re.escape(path.name)}")
-    if not path.parent.is_dir():
-        return
-    for candidate in path.parent.iterdir():
-        match = pattern.fullmatch(candidate.name)
-        if match and not _running(int(match.group(1))):
-            if candidate.is_dir() and not candidate.is_symlink():
-                shutil.rmtree(candidate, ignore_errors=True)
-            else:
-                candidate.unlink(missing_ok=True)
-
-
 _SHARD_NAME = re.compile(r"shard-(\d+)\.h5")
 
 
@@ -499,12 +463,11 @@ def ingest_shard(source, plan: pd.DataFrame, shard: int, *, image_size: int, out
         outputs.append(Path(out_truth_h5))
     for path in outputs:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_tmps(path)
-    tmps = {path: _tmp(path) for path in outputs}
+        remove_stale_temporaries(path)
     rows, qc_rows, hashes = [], [], {}
     global_inputs = {Path(p) for p in source.input_files()}
     patients = plan.loc[plan["shard"] == shard, "patient_id"].tolist()
-    try:
+    with atomic_paths(outputs) as tmps:
         with contextlib.ExitStack() as files:  # every HDF5 file closed, also on error
             h5 = files.enter_context(_new_shard(tmps[Path(out_h5)], shard, image_size))
             truth_h5 = files.enter_context(_new_shard(tmps[Path(out_truth_h5)], shard, image_size)) \
@@ -552,12 +515,6 @@ def ingest_shard(source, plan: pd.DataFrame, shard: int, *, image_size: int, out
         pd.DataFrame(qc_rows, columns=QC_COLUMNS).to_csv(tmps[Path(out_qc)], sep="\t", index=False)
         pd.DataFrame(sorted(hashes.items()), columns=["file", "sha256"]).to_csv(
             tmps[Path(out_inputs)], sep="\t", index=False)
-        for path, tmp in tmps.items():
-            os.replace(tmp, path)
-    finally:
-        for tmp in tmps.values():
-            if tmp.exists():
-                tmp.unlink()
     return table
 
 
@@ -630,18 +587,16 @@ def merge_cohort(plan: pd.DataFrame, sequence_tables, qc_tables, input_tables, *
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, write in outputs.items():
-        _remove_stale_tmps(out_dir / name)
-        tmp = _tmp(out_dir / name)
-        write(tmp)
-        os.replace(tmp, out_dir / name)
+        remove_stale_temporaries(out_dir / name)
+        with atomic_path(out_dir / name) as tmp:
+            write(tmp)
     _remove_stale_outputs(out_dir, len(sequence_tables), truth=truth_dir is not None)
     if truth_dir is not None:
         (out_dir / "truth").mkdir(exist_ok=True)
         for table in sorted(Path(truth_dir).glob("*.tsv")):
-            _remove_stale_tmps(out_dir / "truth" / table.name)
-            tmp = _tmp(out_dir / "truth" / table.name)
-            shutil.copyfile(table, tmp)
-            os.replace(tmp, out_dir / "truth" / table.name)
+            remove_stale_temporaries(out_dir / "truth" / table.name)
+            with atomic_path(out_dir / "truth" / table.name) as tmp:
+                shutil.copyfile(table, tmp)
 
 
 def _check_shard_settings(image_size, on_bad_sequence: str) -> None:
@@ -677,8 +632,8 @@ def ingest_cohort(source, out_dir, *, image_size: int, n_shards: int = 1, seed: 
     n_shards = int(n_shards)
     created = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]  # deepest first
     out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale_tmps(out_dir / _BUILD)
-    build = _tmp(out_dir / _BUILD)
+    remove_stale_temporaries(out_dir / _BUILD)
+    build = temporary_path(out_dir / _BUILD)
     try:
         parts = build / "parts"
         for shard in range(n_shards):
@@ -712,7 +667,7 @@ def _install(build: Path, out_dir: Path, n_shards: int, *, truth: bool) -> None:
     for name in names:
         target = out_dir / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_tmps(target)
+        remove_stale_temporaries(target)
         os.replace(build / name, target)
     _remove_stale_outputs(out_dir, n_shards, truth=truth)
     if (out_dir / "parts").is_dir():

@@ -1,7 +1,7 @@
 """Per-frame and per-patient shape tables of cohort shards (stage "anatomical evaluation").
 
 Glue between the cohort shards (:mod:`echolatent.io.shards`) and the measures
-(:mod:`echolatent.anatomy`, :mod:`echolatent.attributes`, :mod:`echolatent.clinical`):
+(:mod:`echolatent.shape.criteria`, :mod:`echolatent.shape.attributes`, :mod:`echolatent.shape.clinical`):
 one call per shard, so the workflow runs one job per shard.
 
 Mask sources
@@ -16,19 +16,19 @@ stored in shards of the same layout.
 Tables are measured on the native masks (``mask_native``) by default, with their spacing:
 clinical volumes need the true spacing, and the 12 criteria use it to measure criteria 9-12
 on the canonical isotropic grid (0.3 mm, config key ``anatomy.grid``) and criteria 1-8 on
-the native grid (:func:`echolatent.anatomy.anatomical_metrics`).
+the native grid (:func:`echolatent.shape.criteria.anatomical_metrics`).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from echolatent.anatomy import anatomical_metrics
+from echolatent.io.atomic import atomic_path
 from echolatent.io.shards import iter_shard
+from echolatent.shape.criteria import anatomical_metrics
 
 ID_COLUMNS = ["patient_id", "view", "frame", "frame_pos"]
 
@@ -43,7 +43,7 @@ def _ids(sequence, n_frames: int) -> pd.DataFrame:
     })
 
 
-def shard_anatomy_tables(shard, *, dataset: str = "mask_native", attrs_from=None, grid="auto",
+def shard_anatomy_tables(shard, *, dataset: str = "mask_native", attrs_from=None, grid=0.3,
                          batch_frames: int = 2048) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The 12 criteria and the shape attributes of every frame of a shard.
 
@@ -61,7 +61,7 @@ def shard_anatomy_tables(shard, *, dataset: str = "mask_native", attrs_from=None
         Shard whose group attributes (spacing, frame positions) apply, for shards that
         carry masks only (truth shards).
     grid : "auto", "native" or float
-        Grid of the criteria (:func:`echolatent.anatomy.anatomical_metrics`): ``"auto"`` =
+        Grid of the criteria (:func:`echolatent.shape.criteria.anatomical_metrics`): ``"auto"`` =
         criteria 9-12 on the canonical isotropic 0.3 mm grid, 1-8 on the dataset's grid.
     batch_frames : int
         Frames measured per call.
@@ -71,7 +71,7 @@ def shard_anatomy_tables(shard, *, dataset: str = "mask_native", attrs_from=None
     criteria, attributes : DataFrame
         One row per frame, keyed by ``patient_id, view, frame, frame_pos``.
     """
-    from echolatent.attributes import shape_attributes
+    from echolatent.shape.attributes import shape_attributes
 
     criteria, attributes = [], []
     batch_ids, batch_masks, batch_spacing = [], [], []
@@ -109,20 +109,15 @@ def write_table(table: pd.DataFrame, path) -> None:
     """Write a table (``.parquet`` or ``.tsv``) under a temporary name, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix == ".parquet":
             table.to_parquet(tmp, index=False)
         else:
             table.to_csv(tmp, sep="\t", index=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def shard_clinical_records(shard, *, dataset: str = "mask_native", attrs_from=None) -> list[dict]:
-    """ED and ES frames of every sequence of a shard, as :func:`echolatent.clinical.clinical_indices` records.
+    """ED and ES frames of every sequence of a shard, as :func:`echolatent.shape.clinical.clinical_indices` records.
 
     ``attrs_from``: the cohort shard giving ED/ES and spacing, for shards holding masks only.
     """
@@ -141,7 +136,7 @@ def cohort_clinical_indices(shards, *, dataset: str = "mask_native", rule: str =
 
     ``attrs_from``: the cohort shards matching ``shards`` one to one, for shards holding masks only.
     """
-    from echolatent.clinical import clinical_indices
+    from echolatent.shape.clinical import clinical_indices
 
     metas = attrs_from if attrs_from is not None else [None] * len(shards)
     records = [record for shard, meta in zip(shards, metas)

@@ -43,7 +43,7 @@ def train_on_cohort(shards, patients, training: dict, attributes, *, out_dir, th
         config = dataclasses.replace(config, num_threads=int(threads))
     if config.loss.kind == "ar-vae":
         if not attributes:
-            raise ValueError("model.attributes is empty but model.training.loss.kind is 'ar-vae'")
+            raise ValueError("the model's attributes are empty but its kind is 'ar-vae'")
         if len(attributes) > config.model.latent_dim:
             raise ValueError(f"{len(attributes)} attributes for a latent space of {config.model.latent_dim} dims")
         config = dataclasses.replace(config, attribute_names=list(attributes))

@@ -28,7 +28,7 @@ def load_split_frames(shards, patients, split: str, *, input_size: int, attribut
     input_size : int
         Side of the network input; masks are resized (nearest) when the model grid differs.
     attributes : sequence of str
-        Shape attributes (:mod:`echolatent.attributes`) to measure on every frame.
+        Shape attributes (:mod:`echolatent.shape.attributes`) to measure on every frame.
 
     Returns
     -------
@@ -36,7 +36,7 @@ def load_split_frames(shards, patients, split: str, *, input_size: int, attribut
         ``masks`` (N, S, S) uint8, ``attributes`` (N, K) float32 or None, ``phase`` (N,)
         float32 and ``frames`` (DataFrame: patient_id, view, frame).
     """
-    from echolatent.attributes import shape_attributes
+    from echolatent.shape.attributes import shape_attributes
 
     if not isinstance(patients, pd.DataFrame):
         patients = pd.read_csv(patients, sep="\t", dtype={"patient_id": str})

@@ -1,5 +1,6 @@
 # Helpers shared by all rules: config validation, input functions, resources.
 
+import os
 from pathlib import Path
 
 from snakemake.logging import logger
@@ -35,30 +36,57 @@ else:
 
 
 
-MODEL = config["model"]
-# Fail at parse time on a nonsense training config, with the trainer's own message.
-from echolatent.models.training import TrainConfig
+# The study's models, each entry completed with its defaults and checked by the trainer's own
+# settings (echolatent.models.config imports no torch: building the DAG never loads it).
+from echolatent.models.config import study_models
 
-TrainConfig.from_dict(MODEL["training"])
+MODELS = study_models(config)
+#: Models the temporal stage corrects with: the AR-VAEs (their regularised dims carry the constraint).
+TEMPORAL_MODELS = [name for name, entry in MODELS.items() if entry["kind"] == "ar-vae"]
+
+# Idle OpenMP threads of torch sleep instead of spinning (on a small shared CPU, spinning made
+# training up to 10x slower); the jobs inherit this environment. Set it yourself to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-#: PyTorch's CPU threads in every rule running the network (schema default 2). Results depend
-#: on this number and never on --cores: Snakemake may give the job fewer cores, the job keeps
-#: its threads.
-TORCH_THREADS = int(MODEL["training"]["num_threads"])
+def configured_model(name):
+    """The settings of model ``name``; any name the config does not list is a clear error."""
+    if name not in MODELS:
+        raise ValueError(f"model {name!r} is not configured; the study's models (config models:) are "
+                         f"{sorted(MODELS)}")
+    return MODELS[name]
 
 
-def gpu_request():
+def training_inputs(wildcards):
+    """What model {model} trains on; a model the config does not list fails here, at DAG build."""
+    configured_model(wildcards.model)
+    return {"shards": expand("results/cohort/shard-{shard}.h5", shard=SHARDS), "patients": "results/cohort/patients.tsv"}
+
+
+def torch_threads(wildcards):
+    """PyTorch's CPU threads in the rules running model {model} (models.{model}.training.num_threads).
+
+    Results depend on this number and never on --cores: Snakemake may give the job fewer cores,
+    the job keeps its threads.
+    """
+    return int(configured_model(wildcards.model)["training"]["num_threads"])
+
+
+def model_device(wildcards):
+    return configured_model(wildcards.model)["training"].get("device", "auto")
+
+
+def gpu_request(wildcards):
     """1 GPU token for rules running a network, unless the model is pinned to the CPU."""
-    return 0 if MODEL["training"].get("device", "auto") == "cpu" else 1
+    return 0 if model_device(wildcards) == "cpu" else 1
 
 
 def model_outputs():
     return expand(
         "results/models/{model}/{name}",
-        model=MODEL["name"],
-        name=["checkpoint.pt", "history.tsv", "latent_bounds.tsv", "config.json", "summary.json"],
-    )
+        model=list(MODELS),
+        name=["checkpoint.pt", "history.tsv", "latent_bounds.tsv", "config.json", "summary.json", "quality.tsv"],
+    ) + ["results/models/quality.tsv"]
 
 
 def cohort_source_path():

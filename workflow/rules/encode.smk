@@ -15,14 +15,14 @@ rule encode_latents:
     benchmark:
         "logs/benchmarks/encode_latents/{model}/{shard}.tsv"
     params:
-        device=MODEL["training"].get("device", "auto"),
-        batch_size=TEMPORAL["batch_size"],
-        torch_threads=TORCH_THREADS,
-    threads: TORCH_THREADS
+        device=model_device,
+        batch_size=config["encoding"]["batch_size"],
+        torch_threads=torch_threads,
+    threads: torch_threads
     resources:
-        gpu=gpu_request(),
+        gpu=gpu_request,
         mem_mb=mem_by_attempt(4000),
-        runtime=TEMPORAL["runtime_minutes"],
+        runtime=config["encoding"]["runtime_minutes"],
     conda:
         "../../envs/torch.yaml"
     script:
@@ -47,3 +47,22 @@ rule model_quality:
         "../../envs/ingest.yaml"
     script:
         "../scripts/model_quality.py"
+
+
+rule study_quality:
+    # The study's models side by side (one row per model and split; the test rows are held out).
+    input:
+        tables=expand("results/models/{model}/quality.tsv", model=list(MODELS)),
+    output:
+        quality="results/models/quality.tsv",
+    log:
+        "logs/study_quality.log",
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(1000),
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/ingest.yaml"
+    script:
+        "../scripts/study_quality.py"

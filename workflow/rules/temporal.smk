@@ -9,10 +9,9 @@
 
 from echolatent.temporal import workflow as temporal_paths
 
-# The `temporal:` config section on its defaults (echolatent.temporal.workflow.DEFAULTS),
-# checked at parse time with the package's own messages.
+# The `temporal:` config section with the schema's defaults (validate() in common.smk filled
+# them in already; this also checks them with the package's messages).
 TEMPORAL = temporal_paths.settings(config)
-TEMPORAL_CORRECTION = {key: TEMPORAL[key] for key in temporal_paths.CORRECTION_KEYS}
 
 
 rule temporal_thresholds:
@@ -24,8 +23,8 @@ rule temporal_thresholds:
         "logs/temporal_thresholds.log",
     params:
         reference=temporal_paths.reference(TEMPORAL, SYNTHETIC),
-        splits=TEMPORAL["reference_splits"],
-        names=temporal_paths.threshold_names(TEMPORAL),  # physical (mm) columns unless temporal.units: pixels
+        splits=TEMPORAL["thresholds"]["reference_splits"],
+        names=temporal_paths.threshold_names(TEMPORAL),  # physical (mm) columns unless temporal.thresholds.units: pixels
         cycle=cohort_cycle(),
     threads: 1
     resources:
@@ -50,7 +49,7 @@ rule temporal_detection:
         "logs/temporal_detection.log",
     params:
         cycle=cohort_cycle(),
-        margin=TEMPORAL["margin"],
+        margin=TEMPORAL["thresholds"]["margin"],
     threads: 1
     resources:
         mem_mb=mem_by_attempt(2000),
@@ -70,18 +69,18 @@ rule latent_thresholds:
     log:
         "logs/latent_thresholds/{model}.log",
     params:
-        mode=TEMPORAL["latent_thresholds"],
+        mode=TEMPORAL["thresholds"]["latent"],
         reference=temporal_paths.reference(TEMPORAL, SYNTHETIC),
-        splits=TEMPORAL["reference_splits"],
+        splits=TEMPORAL["thresholds"]["reference_splits"],
         cycle=cohort_cycle(),
-        device=MODEL["training"].get("device", "auto"),
-        batch_size=TEMPORAL["batch_size"],
-        torch_threads=TORCH_THREADS,
-    threads: TORCH_THREADS
+        device=model_device,
+        batch_size=config["encoding"]["batch_size"],
+        torch_threads=torch_threads,
+    threads: torch_threads
     resources:
-        gpu=gpu_request(),
+        gpu=gpu_request,
         mem_mb=mem_by_attempt(4000),
-        runtime=TEMPORAL["runtime_minutes"],
+        runtime=config["encoding"]["runtime_minutes"],
     conda:
         "../../envs/torch.yaml"
     script:
@@ -101,15 +100,15 @@ rule temporal_correction:
     benchmark:
         "logs/benchmarks/temporal_correction/{model}/{shard}.tsv"
     params:
-        settings=TEMPORAL_CORRECTION,
+        settings=temporal_paths.correction_settings(config),
         cycle=cohort_cycle(),
-        device=MODEL["training"].get("device", "auto"),
-        torch_threads=TORCH_THREADS,
-    threads: TORCH_THREADS
+        device=model_device,
+        torch_threads=torch_threads,
+    threads: torch_threads
     resources:
-        gpu=gpu_request(),
+        gpu=gpu_request,
         mem_mb=mem_by_attempt(6000),
-        runtime=TEMPORAL["runtime_minutes"],
+        runtime=TEMPORAL["correction"]["runtime_minutes"],
     conda:
         "../../envs/torch.yaml"
     script:

@@ -1,11 +1,10 @@
-# Stage "VAE training": one model per config (model.name), trained on the train split of
-# the cohort shards and selected on the validation split.
+# Stage "VAE training": every model of the study (config models:), trained on the train split
+# of the cohort shards and selected on the validation split.
 
 
 rule train_vae:
     input:
-        shards=expand("results/cohort/shard-{shard}.h5", shard=SHARDS),
-        patients="results/cohort/patients.tsv",
+        unpack(training_inputs),
     output:
         checkpoint="results/models/{model}/checkpoint.pt",
         history="results/models/{model}/history.tsv",
@@ -19,13 +18,13 @@ rule train_vae:
     benchmark:
         "logs/benchmarks/train_vae/{model}.tsv"
     params:
-        training=MODEL["training"],
-        attributes=MODEL["attributes"],
-    threads: TORCH_THREADS
+        training=lambda wildcards: configured_model(wildcards.model)["training"],
+        attributes=lambda wildcards: configured_model(wildcards.model)["attributes"],
+    threads: torch_threads
     resources:
-        gpu=gpu_request(),
+        gpu=gpu_request,
         mem_mb=mem_by_attempt(8000),
-        runtime=MODEL["runtime_minutes"],
+        runtime=lambda wildcards: configured_model(wildcards.model)["runtime_minutes"],
     conda:
         "../../envs/torch.yaml"
     script:

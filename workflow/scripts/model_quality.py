@@ -10,4 +10,5 @@ from echolatent.models.quality import reconstruction_quality  # noqa: E402
 from echolatent.shape_tables import write_table  # noqa: E402
 
 latents = pd.concat([pd.read_parquet(path) for path in snakemake.input.latents], ignore_index=True)
-write_table(reconstruction_quality(latents, snakemake.input.patients), snakemake.output.quality)
+write_table(reconstruction_quality(latents, snakemake.input.patients, model=snakemake.wildcards.model),
+            snakemake.output.quality)

@@ -6,5 +6,5 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake i
 
 from echolatent.temporal.stages import summary_stage  # noqa: E402
 
-summary = summary_stage(snakemake.input.tables, out=snakemake.output.summary)
+summary = summary_stage(snakemake.input.tables, model=snakemake.wildcards.model, out=snakemake.output.summary)
 print(summary.to_string(index=False), file=sys.stderr)

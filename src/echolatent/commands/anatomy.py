@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from echolatent.labels import LA, LV, MYO
+
 FORMATS = ("tsv", "parquet")
 
 
@@ -35,13 +37,13 @@ def _parse_labels(text: str) -> tuple[int, ...]:
         labels = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
     except ValueError:
         raise ValueError(f"--labels must be a comma-separated list of 1, 2, 3, got {text!r}") from None
-    if not labels or not set(labels) <= {1, 2, 3}:
+    if not labels or not set(labels) <= {LV, MYO, LA}:
         raise ValueError(f"--labels must be a comma-separated list of 1, 2, 3, got {text!r}")
     return labels
 
 
 def _parse_grid(text):
-    from echolatent.anatomy import criteria_grid
+    from echolatent.shape.grid import criteria_grid
 
     if text.strip().lower() in ("auto", "native"):
         return text.strip().lower()  # "auto" is resolved per file, from its spacing
@@ -51,18 +53,18 @@ def _parse_grid(text):
         raise ValueError(f"--grid must be 'auto', 'native' or a positive pixel size in mm, got {text!r}") from None
 
 
-def measure_file(path, labels=(1, 2, 3), grid="auto"):
+def measure_file(path, labels=(LV, MYO, LA), grid="auto"):
     """Criteria and attributes of every frame of one mask file, as a DataFrame (file, frame, ...).
 
-    ``grid`` is the grid of the criteria (:func:`echolatent.anatomy.anatomical_metrics`).
+    ``grid`` is the grid of the criteria (:func:`echolatent.shape.criteria.anatomical_metrics`).
     """
     import numpy as np
     import pandas as pd
 
-    from echolatent.anatomy import anatomical_metrics
-    from echolatent.attributes import shape_attributes
     from echolatent.io.errors import InputError
     from echolatent.io.itk import read_sequence
+    from echolatent.shape.attributes import shape_attributes
+    from echolatent.shape.criteria import anatomical_metrics
 
     masks, spacing = read_sequence(path)
     if masks.dtype == bool or masks.dtype.kind not in "ui":

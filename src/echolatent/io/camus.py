@@ -20,9 +20,9 @@ everywhere else, and converts here.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from echolatent.io.atomic import atomic_path
 from echolatent.io.errors import InputError
 
 LAYOUTS = ("camus-nifti", "camus-mhd", "ted")
@@ -114,9 +114,8 @@ def write_cfg(path, values: dict) -> None:
     """Write a ``Key: value`` cfg file atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text("".join(f"{key}: {value}\n" for key, value in values.items()))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(f"{key}: {value}\n" for key, value in values.items()))
 
 
 def read_split_lists(root) -> dict[str, str] | None:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from echolatent.io.atomic import atomic_path
 from echolatent.io.errors import InputError
 
 #: Pixel spacing used for the time axis of written sequences (SimpleITK needs one).
@@ -392,11 +393,5 @@ def write_sequence(path, array: np.ndarray, spacing, *, compress: bool = True) -
                 leftover.unlink()
             tmp_dir.rmdir()
         return
-    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name[: -len(suffix)]}{suffix}")
-    try:
+    with atomic_path(path) as tmp:  # the temporary name keeps the suffix, which selects ITK's writer
         sitk.WriteImage(image, str(tmp), compress)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

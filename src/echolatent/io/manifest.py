@@ -29,6 +29,7 @@ import pandas as pd
 
 from echolatent import VIEWS
 from echolatent.io import camus
+from echolatent.io.atomic import atomic_path
 from echolatent.io.itk import data_files
 from echolatent.io.sources import sha256_file
 
@@ -153,9 +154,8 @@ def hash_files(files, cache: dict | None = None) -> tuple[pd.DataFrame, pd.DataF
 
 
 def _write_atomic(table: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    table.to_csv(tmp, sep="\t", index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
 
 
 def write_manifest(path, files) -> bool:

@@ -27,14 +27,12 @@ configuration gives, so that each model kind is a configuration change.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 
-from .vae import as_float, check_keys
+from .config import KINDS, LossConfig
 
 __all__ = [
     "KINDS",
@@ -46,47 +44,6 @@ __all__ = [
     "phase_loss",
     "compute_losses",
 ]
-
-KINDS = ("vae", "beta-vae", "ar-vae", "cvae")
-
-
-@dataclass
-class LossConfig:
-    """Which loss terms are used and their weights."""
-
-    kind: str = "vae"
-    beta: float = 1e-4          #: KL weight
-    capacity: float = 0.0       #: KL capacity C in beta |KL - C|
-    gamma: float = 0.1          #: AR-VAE attribute-term weight
-    delta: float = 16.0         #: AR-VAE tanh sharpness
-    phase_weight: float = 1.0   #: cVAE phase-term weight (not public in the reference)
-    ce_weight: float = 0.1
-    dice_weight: float = 1.0
-    dice_smooth: float = 1.0    #: additive smoothing of the soft Dice (numerator and denominator)
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"LossConfig.kind must be one of {KINDS}, got {self.kind!r}")
-        for name in ("beta", "capacity", "gamma", "delta", "phase_weight", "ce_weight",
-                     "dice_weight", "dice_smooth"):
-            setattr(self, name, as_float(f"LossConfig.{name}", getattr(self, name)))
-
-    @property
-    def uses_attributes(self) -> bool:
-        return self.kind == "ar-vae"
-
-    @property
-    def uses_phase(self) -> bool:
-        return self.kind == "cvae"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "LossConfig":
-        check_keys(cls, data, "loss config")
-        return cls(**dict(data))
-
 
 def soft_dice_per_class(probs: torch.Tensor, target_onehot: torch.Tensor,
                         smooth: float = 1.0) -> torch.Tensor:

@@ -32,7 +32,7 @@ def with_split(table: pd.DataFrame, patients: pd.DataFrame | str) -> pd.DataFram
     return out
 
 
-def reconstruction_quality(latents: pd.DataFrame, patients: pd.DataFrame | str) -> pd.DataFrame:
+def reconstruction_quality(latents: pd.DataFrame, patients: pd.DataFrame | str, *, model: str | None = None) -> pd.DataFrame:
     """Mean reconstruction Dice per split, by frame and by patient.
 
     Parameters
@@ -42,6 +42,8 @@ def reconstruction_quality(latents: pd.DataFrame, patients: pd.DataFrame | str) 
         ``frame`` and ``dice_*`` columns.
     patients : DataFrame or path
         ``results/cohort/patients.tsv``.
+    model : str, optional
+        The model's name, written in a leading ``model`` column (a study compares models).
 
     Returns
     -------
@@ -61,4 +63,19 @@ def reconstruction_quality(latents: pd.DataFrame, patients: pd.DataFrame | str) 
         row["dice_mean_by_patient"] = float(part.groupby("patient_id")["dice_mean"].mean().mean()) \
             if len(part) else np.nan
         rows.append(row)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if model is not None:
+        out.insert(0, "model", model)
+    return out
+
+
+def study_quality(tables) -> pd.DataFrame:
+    """The models of a study side by side: the per-model quality tables (with their ``model``
+    column, :func:`reconstruction_quality`) stacked, one row per model and split."""
+    frames = [pd.read_csv(t, sep="\t") if not isinstance(t, pd.DataFrame) else t for t in tables]
+    if not frames:
+        raise ValueError("no model quality tables to compare")
+    missing = [str(t) for t, f in zip(tables, frames) if "model" not in f.columns]
+    if missing:
+        raise ValueError(f"quality table(s) without a model column: {missing}")
+    return pd.concat(frames, ignore_index=True)

@@ -59,8 +59,9 @@ import numpy as np
 import torch
 
 from .encode import dice_per_class, encode, one_hot
-from .losses import LossConfig, compute_losses
-from .vae import MaskVAE, VAEConfig, as_float, check_keys, reparameterize
+from .config import ATTRIBUTE_NAMES, CLASS_NAMES, TrainConfig, VAEConfig
+from .losses import compute_losses
+from .vae import MaskVAE, reparameterize
 
 __all__ = [
     "TrainConfig",
@@ -74,10 +75,6 @@ __all__ = [
     "save_atomic",
 ]
 
-#: AR-VAE attribute order (``shape_attributes.md``): attribute l is tied to latent dim l.
-ATTRIBUTE_NAMES = ["lv_area", "lv_base_width", "lv_length", "lv_orientation", "myo_area",
-                   "epi_center_x", "epi_center_y"]
-CLASS_NAMES = ["background", "lv", "myo", "la"]
 CHECKPOINT_FORMAT = "echolatent-mask-vae"
 CHECKPOINT_VERSION = 1
 #: Config keys that may change between a run and its resumption (they do not define the
@@ -106,108 +103,6 @@ class CheckpointMismatchError(ValueError):
 
 
 # --------------------------------------------------------------------------- config
-@dataclass
-class TrainConfig:
-    """All hyper-parameters of a training run.
-
-    ``model`` and ``loss`` are nested sections (:class:`VAEConfig`, :class:`LossConfig`).
-    ``device``: "auto" (CUDA if available, else CPU), "cpu", "cuda" or "cuda:N".
-    ``amp`` (float16 autocast + GradScaler) only takes effect on CUDA; ``channels_last``
-    applies on every device (it is about 20 % faster on CPU too, and deterministic). ``lr_schedule``: "constant"
-    or "cosine" (cosine decay from ``lr`` to ``lr * lr_min_factor`` over ``epochs``).
-    ``drop_last``: drop the last incomplete training batch (its order changes every epoch).
-    ``attribute_names`` / ``class_names`` label the outputs (defaults: the seven
-    TMI 2022 attributes, BG/LV/MYO/LA).
-    """
-
-    model: VAEConfig = field(default_factory=VAEConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    epochs: int = 20
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    lr_schedule: str = "cosine"
-    lr_min_factor: float = 0.05
-    drop_last: bool = True
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    channels_last: bool = True
-    num_threads: int | None = None
-    eval_batch_size: int = 256
-    attribute_names: list[str] | None = None
-    class_names: list[str] | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.model, Mapping):
-            self.model = VAEConfig.from_dict(self.model)
-        if isinstance(self.loss, Mapping):
-            self.loss = LossConfig.from_dict(self.loss)
-        if self.loss.kind == "cvae" and not self.model.phase_head:
-            # the phase head is part of the cVAE: turn it on so the saved config says so
-            self.model = dataclasses.replace(self.model, phase_head=True)
-        for name in ("epochs", "batch_size", "eval_batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {v!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"TrainConfig.seed must be an integer >= 0, got {self.seed!r}")
-        for name in ("lr", "weight_decay", "lr_min_factor"):
-            setattr(self, name, as_float(f"TrainConfig.{name}", getattr(self, name)))
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"TrainConfig.lr_schedule must be 'constant' or 'cosine', "
-                             f"got {self.lr_schedule!r}")
-        if not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
-            raise ValueError(f"TrainConfig.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', "
-                             f"got {self.device!r}")
-        if self.num_threads is not None and (not isinstance(self.num_threads, int)
-                                             or self.num_threads < 1):
-            raise ValueError(f"TrainConfig.num_threads must be null or a positive integer")
-        for name in ("amp", "channels_last", "drop_last"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"TrainConfig.{name} must be a bool")
-        if self.attribute_names is not None:
-            self.attribute_names = [str(a) for a in self.attribute_names]
-        if self.class_names is not None:
-            self.class_names = [str(c) for c in self.class_names]
-            if len(self.class_names) != self.model.n_classes:
-                raise ValueError(f"TrainConfig.class_names has {len(self.class_names)} names "
-                                 f"for {self.model.n_classes} classes")
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
-        """Build from a plain (e.g. YAML/JSON) dict; unknown keys raise ``ValueError``."""
-        check_keys(cls, data, "training config")
-        data = dict(data)
-        if "model" in data:
-            data["model"] = VAEConfig.from_dict(data["model"])
-        if "loss" in data:
-            data["loss"] = LossConfig.from_dict(data["loss"])
-        return cls(**data)
-
-    @classmethod
-    def coerce(cls, config: "TrainConfig | Mapping[str, Any] | None") -> "TrainConfig":
-        if config is None:
-            return cls()
-        if isinstance(config, cls):
-            return config
-        return cls.from_dict(config)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def class_name(self, c: int) -> str:
-        if self.class_names is not None:
-            return self.class_names[c]
-        return CLASS_NAMES[c] if self.model.n_classes <= len(CLASS_NAMES) else f"class_{c}"
-
-    def attribute_name(self, l: int, k: int) -> str:
-        names = self.attribute_names
-        if names is None and k == len(ATTRIBUTE_NAMES):
-            names = ATTRIBUTE_NAMES
-        return names[l] if names is not None and l < len(names) else f"attr_{l}"
-
-
 def _config_diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "",
                  ignore: tuple[str, ...] = ()) -> list[str]:
     """Keys (dotted) whose values differ between two nested config dicts."""

@@ -21,90 +21,16 @@ bottleneck_channels=48)`` (8 x 8 x 48 = 3072 features at the bottleneck).
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
-__all__ = ["VAEConfig", "MaskVAE", "REFERENCE_VAE", "reparameterize", "check_keys", "as_float"]
+from .config import VAEConfig
+
+__all__ = ["VAEConfig", "MaskVAE", "REFERENCE_VAE", "reparameterize"]
 
 
-def check_keys(cls: type, data: Mapping[str, Any], where: str) -> None:
-    """Raise ``ValueError`` naming every key of ``data`` that ``cls`` does not define."""
-    if not isinstance(data, Mapping):
-        raise TypeError(f"{where}: expected a mapping, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(
-            f"{where}: unknown key(s) {unknown}; allowed keys are {sorted(known)}"
-        )
-
-
-def as_float(where: str, value: Any, minimum: float = 0.0) -> float:
-    """A number >= ``minimum``; numeric strings such as "5e-4" (which YAML 1.1 reads as
-    strings) are accepted."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum:
-        raise ValueError(f"{where} must be a number >= {minimum:g}, got {value!r}")
-    return float(value)
-
-
-@dataclass
-class VAEConfig:
-    """Architecture of :class:`MaskVAE`. Defaults are the CPU default of the workflow."""
-
-    n_classes: int = 4
-    input_size: int = 64
-    blocks: int = 3
-    init_channels: int = 16
-    latent_dim: int = 16
-    bottleneck_channels: int = 16
-    phase_head: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("n_classes", "input_size", "blocks", "init_channels", "latent_dim",
-                     "bottleneck_channels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"VAEConfig.{name} must be a positive integer, got {value!r}")
-        if self.n_classes < 2:
-            raise ValueError("VAEConfig.n_classes must be >= 2 (background + 1 structure)")
-        factor = 2 ** (self.blocks + 1)
-        if self.input_size % factor:
-            raise ValueError(
-                f"VAEConfig.input_size={self.input_size} must be divisible by "
-                f"2**(blocks+1) = {factor} (blocks={self.blocks})"
-            )
-        if not isinstance(self.phase_head, bool):
-            raise ValueError("VAEConfig.phase_head must be a bool")
-
-    @property
-    def bottleneck_size(self) -> int:
-        """Side of the feature map at the bottleneck."""
-        return self.input_size // 2 ** (self.blocks + 1)
-
-    @property
-    def channels(self) -> list[int]:
-        """Encoder channels per block."""
-        return [self.init_channels * 2**b for b in range(self.blocks)]
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "VAEConfig":
-        check_keys(cls, data, "model config")
-        return cls(**dict(data))
-
-
-#: Reference (TMI 2022 / castor) architecture; LA dropped there, hence 3 classes.
 REFERENCE_VAE = dict(n_classes=3, input_size=256, blocks=4, init_channels=48, latent_dim=16,
                      bottleneck_channels=48)
 

@@ -69,9 +69,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
+from echolatent.labels import LA, LV, MYO
+from echolatent.shape.attributes import temporal_attribute
 from echolatent.temporal.metric import (consistency_deviation, deviation_matrix, deviation_stencil, end_rule,
                                         frame_thresholds, neighbour_frames, temporal_consistency)
-from echolatent.temporal.preclean import LA, LV, MYO, preclean
+from echolatent.temporal.preclean import preclean
 
 __all__ = [
     "REGIONS",
@@ -101,19 +103,13 @@ ATTRIBUTE_REGIONS = {
     "epi_center_y": ("epi",),
 }
 
-#: Unit suffixes of the physical attribute columns (``lv_area_mm2``, ``lv_orientation_deg``, ...).
-_UNIT_SUFFIXES = ("_mm2", "_mm", "_deg")
-
-
 def attribute_regions_of(name: str) -> tuple:
     """Regions (:data:`ATTRIBUTE_REGIONS`) moved by an attribute column, pixel (``lv_area``) or physical
     (``lv_area_mm2``) name. Raises KeyError for a column that is no temporal attribute."""
-    if name in ATTRIBUTE_REGIONS:
-        return ATTRIBUTE_REGIONS[name]
-    for suffix in _UNIT_SUFFIXES:
-        if name.endswith(suffix) and name[:-len(suffix)] in ATTRIBUTE_REGIONS:
-            return ATTRIBUTE_REGIONS[name[:-len(suffix)]]
-    raise KeyError(name)
+    attribute = temporal_attribute(name)
+    if attribute is None:
+        raise KeyError(name)
+    return ATTRIBUTE_REGIONS[attribute]
 
 
 #: Regions to rebuild when an anatomical criterion fails. A criterion on the LV-background

@@ -86,11 +86,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from echolatent.attributes import shape_attributes
 from echolatent.io.shards import iter_shard
+from echolatent.labels import BACKGROUND as BG
+from echolatent.labels import LA
 from echolatent.resample import resize_masks_nearest
+from echolatent.shape.attributes import shape_attributes
+from echolatent.temporal.config import CorrectionConfig
 from echolatent.temporal.metric import temporal_consistency
-from echolatent.temporal.preclean import BG, LA, preclean
+from echolatent.temporal.preclean import preclean
 from echolatent.temporal.smoothing import smooth_trajectories
 
 __all__ = [
@@ -108,72 +111,10 @@ __all__ = [
 ]
 
 MASK_SHARD_FORMAT = "echolatent-mask-shard"
-SCOPES = ("all", "inconsistent", "frames")
-METHODS = ("repair", "smooth")
 CLASS_NAMES = ("bg", "lv", "myo", "la")
 
 
 # --------------------------------------------------------------------------- configuration
-@dataclass
-class CorrectionConfig:
-    """Parameters of the temporal correction.
-
-    ``method="repair"`` (default) repairs the flagged frames only
-    (:mod:`echolatent.temporal.frame_repair`); sequences it leaves inconsistent go to the
-    reference smoothing when ``fallback="smooth"``. ``method="smooth"`` is the TMI 2022
-    pipeline with the options below (the field defaults are the reference's).
-    """
-
-    method: str = "repair"          #: repair (flagged frames only) | smooth (reference: every frame)
-    repair_rounds: int = 5          #: repair: check-and-repair rounds
-    decoder_weights: tuple = (1.0, 0.5, 0.0)  #: repair: weights of the decoder's path tried, first best kept
-    fallback: str = "smooth"        #: repair: smooth | none (sequences still inconsistent after the rounds)
-    interpolation: str = "smooth"   #: repair: codes of the repaired frames: smooth (min. sum d_t^2) | linear
-    weight: float = 50.0            #: snake weight of the unconstrained dimensions
-    max_weight: float = 128.0       #: upper end of the weight search of the constrained dims
-    n_bisections: int = 5
-    n_neighbours: int = 1
-    margin: float = 0.0             #: thresholds scaled by 1 + margin (image and latent)
-    atrium: str = "keep"            #: keep | drop (models without an LA class)
-    scope: str = "all"              #: all (reference) | inconsistent | frames (see the module docstring)
-    max_rounds: int = 1             #: 1 = reference; more: re-check and correct what is still inconsistent
-    tighten: float = 0.5            #: per extra round: latent thresholds x tighten, free weight / tighten
-    batch_size: int = 256           #: frames per network call
-    upsample: str = "bilinear"      #: back to the native grid: bilinear (logits) | nearest (argmax)
-    output: str = "decoded"         #: decoded (reference) | displacement (see the module docstring)
-
-    def __post_init__(self):
-        self.decoder_weights = tuple(float(w) for w in self.decoder_weights)
-        if self.method not in METHODS:
-            raise ValueError(f"temporal method must be one of {METHODS}, got {self.method!r}")
-        if self.fallback not in ("smooth", "none"):
-            raise ValueError(f"temporal fallback must be 'smooth' or 'none', got {self.fallback!r}")
-        if self.repair_rounds < 1 or not self.decoder_weights or not all(0 <= w <= 1 for w in self.decoder_weights):
-            raise ValueError("need repair_rounds >= 1 and decoder_weights in [0, 1] (at least one)")
-        if self.interpolation not in ("smooth", "linear"):
-            raise ValueError(f"temporal interpolation must be 'smooth' or 'linear', got {self.interpolation!r}")
-        if self.atrium not in ("keep", "drop"):
-            raise ValueError(f"temporal atrium must be 'keep' or 'drop', got {self.atrium!r}")
-        if self.output not in ("decoded", "displacement"):
-            raise ValueError(f"temporal output must be 'decoded' or 'displacement', got {self.output!r}")
-        if self.upsample not in ("bilinear", "nearest"):
-            raise ValueError(f"temporal upsample must be 'bilinear' or 'nearest', got {self.upsample!r}")
-        if self.scope not in SCOPES:
-            raise ValueError(f"temporal scope must be one of {SCOPES}, got {self.scope!r}")
-        if self.max_rounds < 1 or not 0 < self.tighten <= 1:
-            raise ValueError("need max_rounds >= 1 and 0 < tighten <= 1")
-        if self.weight < 0 or self.max_weight <= 0 or self.n_bisections < 0 or self.n_neighbours < 1:
-            raise ValueError("need weight >= 0, max_weight > 0, n_bisections >= 0, n_neighbours >= 1")
-
-    @classmethod
-    def from_dict(cls, data) -> "CorrectionConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown temporal correction key(s) {unknown}; allowed: {sorted(known)}")
-        return cls(**dict(data))
-
-
 @dataclass
 class LatentConstraint:
     """Constrained latent dimensions with their normalisation bounds and thresholds.
@@ -643,7 +584,7 @@ def correct_sequences(model, masks_native: list[np.ndarray], *, constraint: Late
     elif config.scope == "inconsistent":
         todo = [i for i in range(n) if results[i]["check_before"]["sequence_inconsistent"]]
     else:  # frames: inconsistent or anatomically invalid frames of the pre-cleaned input
-        from echolatent.anatomy import anatomical_metrics
+        from echolatent.shape.criteria import anatomical_metrics
 
         labels = (1, 2) if drop_la else (1, 2, 3)
         base_curves, checks = _image_check([r["base"] for r in results], spacings, image_check, cycle)
@@ -717,7 +658,8 @@ def correct_sequences(model, masks_native: list[np.ndarray], *, constraint: Late
 def _repair_sequences(model, masks_native, *, constraint, config: CorrectionConfig, spacings, image, grid, device,
                       cycle=None):
     """``method="repair"`` of :func:`correct_sequences` (:mod:`echolatent.temporal.frame_repair`)."""
-    from echolatent.anatomy import CRITERIA, anatomical_metrics, criteria_validity
+    from echolatent.shape.criteria import anatomical_metrics, criteria_validity
+    from echolatent.shape.criteria_definitions import CRITERIA
     from echolatent.temporal import frame_repair
 
     if image is None or spacings is None:
@@ -876,7 +818,7 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
         ``mean_constrained_weight``; with a truth shard ``dice_{lv,myo,la}_before/_after``
         and ``dice_before/_after`` (mean over frames and structures).
     """
-    from echolatent.anatomy import anatomical_metrics
+    from echolatent.shape.criteria import anatomical_metrics
     from echolatent.shape_tables import write_table
 
     config = config or CorrectionConfig()

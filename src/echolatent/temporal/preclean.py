@@ -24,9 +24,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["BG", "LV", "MYO", "LA", "largest_component", "fill_holes", "preclean"]
+from echolatent.labels import BACKGROUND, LA, LV, MYO
 
-BG, LV, MYO, LA = 0, 1, 2, 3
+__all__ = ["largest_component", "fill_holes", "preclean"]
 
 _CONN8 = np.zeros((3, 3, 3), bool)
 _CONN8[1] = True
@@ -98,21 +98,21 @@ def preclean(masks, *, keep_atrium: bool = True) -> np.ndarray:
     out = stack.astype(np.uint8, copy=True)
     structures = (LV, MYO, LA) if keep_atrium else (LV, MYO)
     if not keep_atrium:
-        out[out == LA] = BG
+        out[out == LA] = BACKGROUND
     # 1. largest blob per structure
     for label in structures:
         present = out == label
         if present.any():
-            out[present & ~largest_component(present)] = BG
+            out[present & ~largest_component(present)] = BACKGROUND
     # 2. holes, MYO first; a hole holding another structure (the cavity of a closed
     #    myocardium) is not a hole to fill, and only background pixels are relabelled
     for label in (MYO, LV, LA) if keep_atrium else (MYO, LV):
         present = out == label
         if present.any():
-            others = (out != BG) & ~present
-            out[fill_holes(present, keep_out=others) & (out == BG)] = label
+            others = (out != BACKGROUND) & ~present
+            out[fill_holes(present, keep_out=others) & (out == BACKGROUND)] = label
     # 3. background enclosed by LV ∪ MYO (gaps between them) becomes MYO
     epi = (out == LV) | (out == MYO)
     if epi.any():
-        out[fill_holes(epi) & (out == BG)] = MYO
+        out[fill_holes(epi) & (out == BACKGROUND)] = MYO
     return out[0] if single else out

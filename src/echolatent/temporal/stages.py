@@ -16,7 +16,7 @@ Only the sequences of the patients in ``splits`` are reference sequences.
 Units
 -----
 The image-space thresholds name the attribute columns they apply to: the physical ones
-(``lv_area_mm2``, ..., ``lv_orientation_deg``; ``temporal.units: physical``, the default) or
+(``lv_area_mm2``, ..., ``lv_orientation_deg``; ``temporal.thresholds.units: physical``, the default) or
 the pixel ones (``units: pixels``, and the published TMI 2022 table). Detection and the
 correction's image-space check measure whatever columns the table names (with the
 sequence's spacing); the latent thresholds tie latent dim k to the row of the attribute it
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from echolatent.attributes import temporal_attribute
+from echolatent.shape.attributes import temporal_attribute
 from echolatent.temporal.thresholds import by_attribute, derive_thresholds_table, read_thresholds, write_thresholds
 
 __all__ = [
@@ -255,17 +255,20 @@ def correction_stage(checkpoint, shard, image_thresholds, latent_thresholds, *, 
 
     With the simulator's ``frames`` table (synthetic cohorts) the table also gets
     ``n_spikes``, ``n_defects`` (injected per sequence) and ``spiked``; with ``patients``
-    (``patients.tsv``) the ``split`` of each sequence's patient.
+    (``patients.tsv``) the ``split`` of each sequence's patient. ``settings``: the
+    configuration's ``temporal`` and ``encoding`` sections (``{"temporal": ..., "encoding": ...}``;
+    absent keys take the schema's defaults).
     """
     from echolatent.shape_tables import write_table
-    from echolatent.temporal.pipeline import CorrectionConfig, LatentConstraint, correct_shard
+    from echolatent.temporal.config import CorrectionConfig
+    from echolatent.temporal.pipeline import LatentConstraint, correct_shard
 
     model, _, dev = load_corrector(checkpoint, device, log)
     # the rows of the seven attributes, in the columns the table names (mm or pixels)
     image = by_attribute(read_thresholds(image_thresholds, space="image")).reset_index(drop=True)
     latent = pd.read_csv(latent_thresholds, sep="\t")
     constraint = LatentConstraint.from_table(latent) if len(latent) else None
-    config = CorrectionConfig.from_dict(settings)
+    config = CorrectionConfig.from_settings(settings.get("temporal"), settings.get("encoding"))
     if log is not None:
         print(f"correction settings {json.dumps(settings)}; constrained dims "
               f"{[] if constraint is None else constraint.dims.tolist()}", file=log, flush=True)
@@ -289,7 +292,7 @@ def correction_stage(checkpoint, shard, image_thresholds, latent_thresholds, *, 
     return table
 
 
-def summary_stage(tables, out=None) -> pd.DataFrame:
+def summary_stage(tables, *, model: str | None = None, out=None) -> pd.DataFrame:
     """Cohort totals of the per-shard correction tables (rule ``temporal_summary``).
 
     One row per split (``train``, ``val``, ``test``, ``all``, when the tables have a
@@ -297,7 +300,7 @@ def summary_stage(tables, out=None) -> pd.DataFrame:
     synthetic cohorts also the sequences with and without an injected spike when a
     ``spiked`` column is present): sequences, inconsistent
     sequences and frames before/after, anatomical errors before/after, mean Dice to the
-    truth before/after.
+    truth before/after. ``model``: the model's name, in a leading ``model`` column.
     """
     from echolatent.shape_tables import write_table
 
@@ -318,6 +321,8 @@ def summary_stage(tables, out=None) -> pd.DataFrame:
     result = pd.DataFrame(rows)
     if "split" not in table.columns:
         result = result.drop(columns="split")
+    if model is not None:
+        result.insert(0, "model", model)
     if out is not None:
         write_table(result, Path(out))
     return result

@@ -19,7 +19,7 @@ Units (issue 12)
 ----------------
 Derived thresholds are in **physical units** by default (:data:`IMAGE_UNITS`,
 :func:`image_attribute_names`): the curves are the physical columns of the attribute tables
-(:data:`~echolatent.attributes.PHYSICAL_ATTRIBUTES`: ``lv_area_mm2``, ``lv_base_width_mm``,
+(:data:`~echolatent.shape.attributes.PHYSICAL_ATTRIBUTES`: ``lv_area_mm2``, ``lv_base_width_mm``,
 ``lv_length_mm``, ``lv_orientation_deg``, ``myo_area_mm2``, ``epi_center_x_mm``,
 ``epi_center_y_mm``) and the table's ``name`` is that column. CAMUS and sheet cohorts have a
 pixel spacing that differs from patient to patient; in pixels the same physical change of
@@ -59,13 +59,13 @@ Table format (TSV, one row per attribute or latent dimension)
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from echolatent.attributes import PHYSICAL_ATTRIBUTES, TEMPORAL_ATTRIBUTES, temporal_attribute
+from echolatent.io.atomic import atomic_path
+from echolatent.shape.attributes import PHYSICAL_ATTRIBUTES, TEMPORAL_ATTRIBUTES, temporal_attribute
 from echolatent.temporal.metric import CAMUS_BOUNDS, TEMPORAL_THRESHOLDS, sequence_maxima
 
 __all__ = [
@@ -112,7 +112,7 @@ def by_attribute(table: pd.DataFrame) -> pd.DataFrame:
 def published_thresholds() -> pd.DataFrame:
     """The published thresholds with the CAMUS bounds (image space, CAMUS native pixels).
 
-    The rows name the pixel columns (:data:`~echolatent.attributes.TEMPORAL_ATTRIBUTES`): the
+    The rows name the pixel columns (:data:`~echolatent.shape.attributes.TEMPORAL_ATTRIBUTES`): the
     published values keep the pixel convention (see the module docstring).
     """
     rows = [{"space": "image", "name": name, "dim": pd.NA, "lo": CAMUS_BOUNDS[name][0], "hi": CAMUS_BOUNDS[name][1],
@@ -216,14 +216,9 @@ def write_thresholds(table: pd.DataFrame, path) -> None:
     """Write a thresholds table (TSV) under a temporary name, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
+    with atomic_path(path) as tmp:
         # shortest representation that reads back exactly (a rounded tau would flag its own references)
         table[THRESHOLD_COLUMNS].to_csv(tmp, sep="\t", index=False, float_format=lambda v: repr(float(v)))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def read_thresholds(path, space: str | None = None) -> pd.DataFrame:

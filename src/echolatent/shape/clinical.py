@@ -21,7 +21,7 @@ spacing (h, w) mm is the rectangle centred at (r h, c w) mm; all distances are i
 
 * Base (mitral annulus): in a label map, the two LV basal corners (LV pixels touching
   both MYO and "other", i.e. background or LA; split at their mean column, lowest of each
-  side; see :mod:`echolatent.attributes`). In a binary LV mask (or when they cannot be
+  side; see :mod:`echolatent.shape.attributes`). In a binary LV mask (or when they cannot be
   found), the longest edge within 45 degrees of the image rows of the Douglas-Peucker
   simplification (``base_tolerance_mm``) of the LV contour, a stand-in for the
   reference's "longest straight contour stretch".
@@ -47,7 +47,9 @@ import numpy as np
 import pandas as pd
 from skimage.measure import approximate_polygon, find_contours
 
-from echolatent.attributes import lv_landmarks
+from echolatent.labels import LA, LV, MYO, VALID_LABELS
+from echolatent.shape.attributes import lv_landmarks
+from echolatent.shape.validation import check_spacing
 
 __all__ = [
     "LVAxis",
@@ -61,7 +63,6 @@ __all__ = [
     "FORESHORTENING_THRESHOLD",
 ]
 
-LV, MYO, LA = 1, 2, 3
 #: Relative 2CH/4CH LV length difference above which a patient is flagged as foreshortened.
 FORESHORTENING_THRESHOLD = 0.10
 _RULES = ("midpoint", "basal")
@@ -101,22 +102,10 @@ def _check_mask(mask, name="mask") -> np.ndarray:
         raise TypeError(f"{name} must be a bool or integer (label map) array, got dtype {arr.dtype}")
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D (H, W) array, got shape {arr.shape}")
-    if arr.dtype != bool and arr.size and (arr.min() < 0 or arr.max() > 3):
+    if arr.dtype != bool and arr.size and (arr.min() < min(VALID_LABELS) or arr.max() > max(VALID_LABELS)):
         raise ValueError(f"{name} must hold labels 0-3 (0 background, 1 LV, 2 MYO, 3 LA), "
                          f"got values in [{arr.min()}, {arr.max()}]")
     return arr
-
-
-def _check_spacing(spacing, name="spacing") -> np.ndarray:
-    if spacing is None:
-        raise ValueError(f"{name} (h, w) in mm is required for clinical indices")
-    try:
-        sp = np.asarray(spacing, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be (h, w) in mm, got {spacing!r}") from None
-    if sp.shape != (2,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        raise ValueError(f"{name} must be two positive finite numbers (h, w) in mm, got {spacing!r}")
-    return sp
 
 
 def _check_rule(rule: str, n_discs: int) -> None:
@@ -184,7 +173,7 @@ def lv_axis(mask, spacing, *, n_discs: int = 20, rule: str = "midpoint", base_to
         NaN length and diameters if the LV is absent or its base cannot be found.
     """
     arr = _check_mask(mask)
-    sp = _check_spacing(spacing)
+    sp = check_spacing(spacing, required=True)
     _check_rule(rule, n_discs)
     lv = arr if arr.dtype == bool else arr == LV
     nan_axis = LVAxis(np.full((2, 2), np.nan), np.full(2, np.nan), math.nan, np.full(n_discs, np.nan), "none")
@@ -288,7 +277,7 @@ def la_length(mask, spacing) -> float:
     principal axis. NaN without LA.
     """
     arr = _check_mask(mask)
-    sp = _check_spacing(spacing)
+    sp = check_spacing(spacing, required=True)
     if arr.dtype == bool:
         raise TypeError("la_length needs a label map (3 = LA), got a bool mask")
     la = arr == LA
@@ -324,7 +313,8 @@ def la_volume_biplane_area_length(la_4ch, spacing_4ch, la_2ch, spacing_2ch) -> f
         Volume in mL, NaN if the LA is missing in a view.
     """
     m4, m2 = _check_mask(la_4ch, "la_4ch"), _check_mask(la_2ch, "la_2ch")
-    s4, s2 = _check_spacing(spacing_4ch, "spacing_4ch"), _check_spacing(spacing_2ch, "spacing_2ch")
+    s4 = check_spacing(spacing_4ch, required=True, name="spacing_4ch")
+    s2 = check_spacing(spacing_2ch, required=True, name="spacing_2ch")
     a1 = float(np.count_nonzero(m4 == LA)) * s4[0] * s4[1]
     a2 = float(np.count_nonzero(m2 == LA)) * s2[0] * s2[1]
     if a1 == 0 or a2 == 0:
@@ -392,7 +382,7 @@ def clinical_indices(patients, *, n_discs: int = 20, rule: str = "midpoint",
         views = by_patient[pid]
         axes, spacing = {}, {}
         for view, rec in views.items():
-            sp = _check_spacing(rec["spacing"], f"spacing of patient {pid!r} {view}")
+            sp = check_spacing(rec["spacing"], required=True, name=f"spacing of patient {pid!r} {view}")
             spacing[view] = sp
             for phase in ("ed", "es"):
                 try:

@@ -71,13 +71,12 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 from skimage.measure import find_contours
 
-from echolatent.anatomy import (_as_label_batch, _check_spacing, _dilate8, _first_last, _foreground_boxes, _stack,
-                                _tile_sum)
+from echolatent.labels import BACKGROUND, LA, LV, MYO
+from echolatent.shape.mosaic import dilate8, first_last, foreground_boxes, stack_tiles, tile_sum
+from echolatent.shape.validation import as_label_batch, check_spacing
 
 __all__ = ["TEMPORAL_ATTRIBUTES", "ATTRIBUTES", "MM_ATTRIBUTES", "PHYSICAL_ATTRIBUTES", "PHYSICAL_NAMES",
            "temporal_attribute", "shape_attributes", "lv_landmarks"]
-
-LV, MYO, LA = 1, 2, 3
 
 #: The seven attributes of the TMI 2022 temporal method, in the AR-VAE order (latent dims 0-6).
 TEMPORAL_ATTRIBUTES = ("lv_area", "lv_base_width", "lv_length", "lv_orientation", "myo_area", "epi_center_x",
@@ -132,9 +131,9 @@ def shape_attributes(masks, spacing=None) -> pd.DataFrame:
     ValueError
         If the maps are not 2-D/3-D or hold values other than 0-3, or ``spacing`` is malformed.
     """
-    X, _ = _as_label_batch(masks)
+    X, _ = as_label_batch(masks)
     N, H, W = X.shape
-    sp = _check_spacing(spacing, N)
+    sp = check_spacing(spacing, N)
     out = {name: np.full(N, np.nan) for name in ATTRIBUTES}
     landmarks = np.full((N, 3, 2), np.nan)  # left corner, right corner, apex (row, col)
     moments = np.full((N, 3), np.nan)  # central second moments of the LV pixels: rr, cc, rc
@@ -170,7 +169,7 @@ def lv_landmarks(mask) -> np.ndarray:
         (row, col) of the left corner, the right corner and the apex; NaN rows where a
         landmark cannot be determined.
     """
-    X, _ = _as_label_batch(mask)
+    X, _ = as_label_batch(mask)
     if X.shape[0] != 1:
         raise ValueError(f"lv_landmarks takes one (H, W) label map, got shape {np.shape(mask)}")
     out = {name: np.full(1, np.nan) for name in ATTRIBUTES}
@@ -194,7 +193,7 @@ def _attributes_batch(X: np.ndarray, out: dict, landmarks: np.ndarray, chunk_siz
     """Fill ``out`` and ``landmarks``; optionally the LV central moments (N, 3) and, with the
     spacings ``scale`` (N, 2), the apex chosen in mm coordinates (``apex_mm``, (N, 2))."""
     N, H, W = X.shape
-    ra, rb, ca, cb, has_fg = _foreground_boxes(X)
+    ra, rb, ca, cb, has_fg = foreground_boxes(X)
     for key in ("lv_area", "myo_area", "atrium_area"):
         out[key][~has_fg] = 0
     idx = np.flatnonzero(has_fg)
@@ -223,7 +222,7 @@ def _tile_first_last(has_row: np.ndarray, start: np.ndarray, local: np.ndarray):
 def _attributes_chunk(X, sel, ra, rb, ca, cb, shape, out, landmarks, *, moments=None, scale=None,
                       apex_mm=None) -> None:
     n = len(sel)
-    F, fstart, fh, _ = _stack([X[i, a:b, c:d] for i, a, b, c, d in zip(sel, ra, rb, ca, cb)], ring=1, multiple=8)
+    F, fstart, fh, _ = stack_tiles([X[i, a:b, c:d] for i, a, b, c, d in zip(sel, ra, rb, ca, cb)], ring=1, multiple=8)
     R, Wf = F.shape
     row_tile = np.repeat(np.arange(n), fh)
     local = np.arange(R) - fstart[row_tile]  # row within the tile; image row = local + ra - 1
@@ -236,11 +235,11 @@ def _attributes_chunk(X, sel, ra, rb, ca, cb, shape, out, landmarks, *, moments=
     lv_rows = (buf @ C).astype(np.int64)  # n_r, sum c, sum c**2
     buf[...] = myob
     myo_rows = (buf @ C[:, :2]).astype(np.int64)
-    la_n = _tile_sum(np.count_nonzero(F == LA, axis=1), fstart)
+    la_n = tile_sum(np.count_nonzero(F == LA, axis=1), fstart)
     lr = local.astype(np.int64)
     terms = np.stack([lv_rows[:, 0], lv_rows[:, 0] * lr, lv_rows[:, 0] * lr * lr, lv_rows[:, 1], lv_rows[:, 2],
                       lv_rows[:, 1] * lr, myo_rows[:, 0], myo_rows[:, 0] * lr, myo_rows[:, 1]], axis=1)
-    n_lv, s_r, s_rr, s_c, s_cc, s_rc, n_myo, m_r, m_c = _tile_sum(terms, fstart).T
+    n_lv, s_r, s_rr, s_c, s_cc, s_rc, n_myo, m_r, m_c = tile_sum(terms, fstart).T
     out["lv_area"][sel] = n_lv
     out["myo_area"][sel] = n_myo
     out["atrium_area"][sel] = la_n
@@ -263,14 +262,14 @@ def _attributes_chunk(X, sel, ra, rb, ca, cb, shape, out, landmarks, *, moments=
     if len(todo) == 0:
         return
     b0, b1 = _tile_first_last(lv_rows[:, 0] > 0, fstart, local)
-    c0, c1, _ = _first_last(np.logical_or.reduceat(lvb, fstart, axis=0))
+    c0, c1, _ = first_last(np.logical_or.reduceat(lvb, fstart, axis=0))
     b0, b1, c0, c1 = b0[todo] - 1, b1[todo] + 2, c0[todo] - 1, c1[todo] + 2
-    L, lstart, lh, lw = _stack([F[fstart[t] + a:fstart[t] + b, c:d] for t, a, b, c, d in
-                                zip(todo.tolist(), b0, b1, c0, c1)], ring=0)
+    L, lstart, lh, lw = stack_tiles([F[fstart[t] + a:fstart[t] + b, c:d] for t, a, b, c, d in
+                                     zip(todo.tolist(), b0, b1, c0, c1)], ring=0)
     lrow0 = row0[todo] + b0  # image row / column of each LV crop's (0, 0)
     lcol0 = col0[todo] + c0
     lv = L == LV
-    corners = _corners_mosaic(lv, L == MYO, (L == 0) | (L == LA), lstart, lh)
+    corners = _corners_mosaic(lv, L == MYO, (L == BACKGROUND) | (L == LA), lstart, lh)
     centre_r = (s_r[todo] + row0[todo] * n_lv[todo]) / n_lv[todo]
     centre_c = (s_c[todo] + col0[todo] * n_lv[todo]) / n_lv[todo]
     apex, apex_phys = _apex_mosaic(lv, lstart, lh, lw, lrow0, lcol0, centre_r, centre_c, shape,
@@ -295,7 +294,7 @@ def _corners_mosaic(lv, myo, other, start, hs) -> np.ndarray:
     """
     n = len(start)
     out = np.full((n, 2, 2), np.nan)
-    cand = lv & _dilate8(myo) & _dilate8(other)
+    cand = lv & dilate8(myo) & dilate8(other)
     y, x = _pixels(cand)  # raster order, hence grouped by tile
     if len(y) == 0:
         return out
@@ -357,7 +356,7 @@ def _apex_mosaic(lv, start, hs, ws, row0, col0, centre_r, centre_c, shape, scale
     lastrow[:-1] = has[:-1] & ~has[1:]
     bad = has & ((runs != 1) | (~linked & ~lastrow))
     first_r, last_r = _tile_first_last(has, start, local)
-    simple = (_tile_sum(bad.astype(np.int64), start) == 0) & (_tile_sum(has.astype(np.int64), start)
+    simple = (tile_sum(bad.astype(np.int64), start) == 0) & (tile_sum(has.astype(np.int64), start)
                                                                 == last_r - first_r + 1)
     touches = (row0 + 1 == 0) | (col0 + 1 == 0) | (row0 + hs - 1 == H) | (col0 + ws - 1 == W)
     simple &= ~touches
@@ -365,7 +364,8 @@ def _apex_mosaic(lv, start, hs, ws, row0, col0, centre_r, centre_c, shape, scale
     pieces = [_contour_points(lv, ~lv, start, hs, row0, col0, np.flatnonzero(simple))]
     other = np.flatnonzero(~simple & ~touches)
     if len(other):  # K0 and its outer background, by labelling
-        sub, sstart, shs, _ = _stack([lv[start[t]:start[t] + hs[t]].view(np.uint8) for t in other.tolist()], ring=0)
+        sub, sstart, shs, _ = stack_tiles([lv[start[t]:start[t] + hs[t]].view(np.uint8) for t in other.tolist()],
+                                          ring=0)
         sub = sub == 1
         lab, _ = ndimage.label(sub)
         flat_first = np.array([np.flatnonzero(sub[a:a + h])[0] for a, h in zip(sstart.tolist(), shs.tolist())])
