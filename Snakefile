@@ -25,6 +25,9 @@ if Path("config/config.yaml").is_file():
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 
 

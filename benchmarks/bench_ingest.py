@@ -24,7 +24,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def child(store: Path, out: Path, image_size: int, shards: int) -> None:
-    from echolatent.ingest import ingest_cohort, open_source
+    from echolatent.ingest.cohort import ingest_cohort
+    from echolatent.stages.ingest import open_source
 
     # Baseline in the same process: only reading every sequence of the store.
     source = open_source("store", store)

@@ -46,7 +46,8 @@ def main() -> None:
     parser.add_argument("--kib", type=int, default=64, help="size of each mask/image file")
     args = parser.parse_args()
 
-    from echolatent.ingest import open_source, plan_cohort
+    from echolatent.ingest.plan import plan_cohort
+    from echolatent.stages.ingest import open_source
     from echolatent.io.manifest import cohort_files, refresh_manifests, shard_files, write_manifest
     from echolatent.io.sources import sha256_file
 

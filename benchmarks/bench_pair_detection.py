@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from echolatent.temporal.evaluation import detection_rates, injected_defects
-from echolatent.temporal.stages import image_thresholds_stage
+from echolatent.stages.temporal import image_thresholds_stage
 from echolatent.temporal.thresholds import image_attribute_names, sequence_curves
 
 #: stencil name -> (offsets, weights); a stencil of width w starts at frame t and covers t..t+w-1

@@ -11,7 +11,7 @@ frame are measured on its native grid with its spacing
 (:func:`echolatent.shape.attributes.shape_attributes`). The patients are split 50/50 (seeded) into
 train and test; the thresholds are derived from the train split's observed sequences,
 leaving out the frames with an injected defect (the workflow's ``observed`` reference,
-:func:`echolatent.temporal.stages.image_thresholds_stage`), and the metric is evaluated on
+:func:`echolatent.stages.temporal.image_thresholds_stage`), and the metric is evaluated on
 the test split (:func:`echolatent.temporal.evaluation.detection_rates`) in two units:
 
 ``pixels``    the seven attributes in pixels of each patient's grid (the old behaviour);
@@ -134,7 +134,7 @@ def rates(per_frame: pd.DataFrame) -> dict:
 
 
 def derive(attributes, frames, patients, units):
-    from echolatent.temporal.stages import image_thresholds_stage
+    from echolatent.stages.temporal import image_thresholds_stage
     from echolatent.temporal.thresholds import image_attribute_names
 
     with tempfile.TemporaryDirectory() as folder:

@@ -97,7 +97,7 @@ def bench_encoding(args):
     import torch
 
     from echolatent.models import MaskVAE, VAEConfig, load_model
-    from echolatent.temporal.pipeline import decode_masks, encode_mu
+    from echolatent.models.inference import decode_masks, encode_mu
 
     torch.set_num_threads(args.threads)
     if args.checkpoint:
@@ -131,7 +131,7 @@ def bench_detection(args):
     import pandas as pd
 
     from echolatent.shape.attributes import TEMPORAL_ATTRIBUTES
-    from echolatent.temporal.stages import detection_stage, image_thresholds_stage
+    from echolatent.stages.temporal import detection_stage, image_thresholds_stage
 
     cohort = args.cohort
     shards = sorted(p for p in os.listdir(cohort) if p.startswith("shard-") and p.endswith(".h5"))
@@ -173,7 +173,7 @@ def bench_correction(args):
     import torch
 
     from echolatent.shape.attributes import TEMPORAL_ATTRIBUTES
-    from echolatent.temporal.stages import (correction_stage, image_thresholds_stage, latent_thresholds_stage,
+    from echolatent.stages.temporal import (correction_stage, image_thresholds_stage, latent_thresholds_stage,
                                             summary_stage)
 
     torch.set_num_threads(args.threads)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from echolatent.shape_tables import cohort_clinical_indices
+from echolatent.stages.shape import cohort_clinical_indices
 from test_workflow import REPO, snakemake
 
 

@@ -21,8 +21,7 @@ import torch
 from scipy.stats import spearmanr
 
 from conftest import draw_apical_ellipses
-from echolatent.models import load_model, train_vae
-from echolatent.models.encode import encode
+from echolatent.models import encode, load_model, train_vae
 
 S = 32
 SEED = 0

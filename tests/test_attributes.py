@@ -296,7 +296,7 @@ def test_matches_reference_on_noise(seed):
 
 def test_tables_keyed_by_attribute_name_name_the_seven_temporal_attributes():
     """Data keyed by attribute name (published thresholds, CAMUS bounds, repair regions) follow TEMPORAL_ATTRIBUTES."""
-    from echolatent.temporal.frame_repair import ATTRIBUTE_REGIONS
+    from echolatent.temporal.correction.regions import ATTRIBUTE_REGIONS
     from echolatent.temporal.metric import CAMUS_BOUNDS, TEMPORAL_THRESHOLDS
 
     for table in (TEMPORAL_THRESHOLDS, CAMUS_BOUNDS, ATTRIBUTE_REGIONS):

@@ -12,15 +12,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from echolatent.models.quality import dice_scores
 from echolatent.shape.attributes import TEMPORAL_ATTRIBUTES, shape_attributes
 from echolatent.simulate import DEFECT_TYPES, ConfigError, SimulationConfig, simulate_patient
 from echolatent.simulate.observation import draw_defects, spike_targets
 from echolatent.temporal.evaluation import FRAME_CLASSES, detection_rates, frame_classes
-from echolatent.temporal.frame_repair import (ATTRIBUTE_REGIONS, REGIONS, attribute_regions_of, interpolate_codes,
-                                              plan_repairs, trusted_neighbours)
+from echolatent.temporal.correction.interpolation import interpolate_codes, trusted_neighbours
+from echolatent.temporal.correction.planning import plan_repairs
+from echolatent.temporal.correction.regions import ATTRIBUTE_REGIONS, REGIONS, attribute_regions_of
+from echolatent.temporal.correction.sequences import correct_sequences
 from echolatent.temporal.metric import (consistency_deviation, derive_thresholds, deviation_stencil, neighbour_frames,
                                         temporal_consistency)
-from echolatent.temporal.pipeline import correct_sequences, dice_scores
 from test_temporal_pipeline import KnownModel, sequence
 
 ZERO, ONE = np.zeros(2), np.ones(2)
@@ -217,15 +219,15 @@ def test_repair_re_estimates_a_spiked_end_frame(cycle, end):
     T = len(scales)
     reference_ends = correct_sequences(KnownModel(), [spiked], constraint=None, spacings=[(1.0, 1.0)],
                                        image=image_check(references, None))[0]
-    assert not reference_ends["check_before"]["frame_inconsistent"][end]   # d = 0 there: never seen
+    assert not reference_ends.check_before["frame_inconsistent"][end]   # d = 0 there: never seen
     result = correct_sequences(KnownModel(), [spiked], constraint=None, spacings=[(1.0, 1.0)], image=image,
                                cycle=cycle)[0]
-    assert result["check_before"]["frame_inconsistent"][end] and result["method"] == "repair"
-    assert not result["check_after"]["sequence_inconsistent"]
-    np.testing.assert_array_equal(np.flatnonzero(result["replaced"]), [end % T])
-    before, after = (dice_scores(m[end:][:1], clean[end:][:1])[0, 0] for m in (spiked, result["masks"]))
+    assert result.check_before["frame_inconsistent"][end] and result.method == "repair"
+    assert not result.check_after["sequence_inconsistent"]
+    np.testing.assert_array_equal(np.flatnonzero(result.replaced), [end % T])
+    before, after = (dice_scores(m[end:][:1], clean[end:][:1])[0, 0] for m in (spiked, result.masks))
     assert after > before + 0.02 and after > 0.97
-    np.testing.assert_array_equal(np.delete(result["masks"], end % T, 0), np.delete(spiked, end % T, 0))
+    np.testing.assert_array_equal(np.delete(result.masks, end % T, 0), np.delete(spiked, end % T, 0))
 
 
 def test_repair_knows_the_regions_of_physical_attribute_columns():

@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from echolatent.ingest import check_record, frame_positions, ingest_cohort, open_source
+from echolatent.ingest.cohort import ingest_cohort
+from echolatent.ingest.shard import check_record, frame_positions
+from echolatent.stages.ingest import open_source
 from echolatent.io import InputError, camus
 from echolatent.io.itk import write_sequence
 from echolatent.io.sources import SequenceRecord

@@ -1,4 +1,4 @@
-"""Repair of flagged frames through the latent space (echolatent.temporal.frame_repair, method="repair")."""
+"""Repair of flagged frames through the latent space (echolatent.temporal.correction, method="repair")."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from echolatent.temporal.frame_repair import (ATTRIBUTE_REGIONS, REGIONS, compose_regions, interpolate_codes,
-                                              plan_repairs, region_sdf, repair_frames, trusted_neighbours)
-from echolatent.temporal.metric import temporal_consistency
+from echolatent.models.quality import dice_scores
 from echolatent.temporal.config import CorrectionConfig
-from echolatent.temporal.pipeline import correct_sequences, dice_scores
+from echolatent.temporal.correction.interpolation import interpolate_codes, trusted_neighbours
+from echolatent.temporal.correction.planning import plan_repairs
+from echolatent.temporal.correction.rebuild import repair_frames
+from echolatent.temporal.correction.regions import ATTRIBUTE_REGIONS, REGIONS, compose_regions, region_sdf
+from echolatent.temporal.correction.sequences import correct_sequences
+from echolatent.temporal.metric import temporal_consistency
 from echolatent.temporal.preclean import preclean
 from test_temporal_pipeline import KnownModel, clean_scales, image_arrays, image_thresholds, render, sequence
 
@@ -159,20 +162,20 @@ def test_repair_fixes_the_spiked_frame_and_keeps_the_others(case):
     results = correct_sequences(KnownModel(), [clean, spiked], constraint=None, spacings=[(1.0, 1.0)] * 2,
                                 image=thresholds)
     untouched, repaired = results
-    assert untouched["method"] == "none" and not untouched["corrected"]
-    np.testing.assert_array_equal(untouched["masks"], preclean(clean))
-    assert repaired["check_before"]["sequence_inconsistent"] and repaired["method"] == "repair"
-    assert not repaired["check_after"]["sequence_inconsistent"]
-    np.testing.assert_array_equal(np.flatnonzero(repaired["replaced"]), [8])
-    np.testing.assert_array_equal(np.delete(repaired["masks"], 8, 0), np.delete(spiked, 8, 0))
-    before, after = (dice_scores(m, clean).mean() for m in (spiked, repaired["masks"]))
+    assert untouched.method == "none" and not untouched.corrected
+    np.testing.assert_array_equal(untouched.masks, preclean(clean))
+    assert repaired.check_before["sequence_inconsistent"] and repaired.method == "repair"
+    assert not repaired.check_after["sequence_inconsistent"]
+    np.testing.assert_array_equal(np.flatnonzero(repaired.replaced), [8])
+    np.testing.assert_array_equal(np.delete(repaired.masks, 8, 0), np.delete(spiked, 8, 0))
+    before, after = (dice_scores(m, clean).mean() for m in (spiked, repaired.masks))
     assert after > before
-    assert dice_scores(repaired["masks"][8:9], clean[8:9])[0, 0] > 0.97
+    assert dice_scores(repaired.masks[8:9], clean[8:9])[0, 0] > 0.97
     # the code of the repaired frame is re-estimated from the trusted codes (smooth fill), which
     # follows the curved cycle better than the straight line between its two neighbours
-    np.testing.assert_allclose(repaired["z"], interpolate_codes(repaired["mu"], ~repaired["replaced"]))
-    linear = (repaired["mu"][7, 0] + repaired["mu"][9, 0]) / 2
-    assert abs(repaired["z"][8, 0] - scales[8]) < 0.2 * abs(linear - scales[8])
+    np.testing.assert_allclose(repaired.z, interpolate_codes(repaired.mu, ~repaired.replaced))
+    linear = (repaired.mu[7, 0] + repaired.mu[9, 0]) / 2
+    assert abs(repaired.z[8, 0] - scales[8]) < 0.2 * abs(linear - scales[8])
 
 
 def test_an_anatomically_invalid_frame_is_repaired_too(case):
@@ -183,8 +186,8 @@ def test_an_anatomically_invalid_frame_is_repaired_too(case):
     broken[5][(clean[5] == LA) & (np.arange(48)[:, None] < rows.min() + 3)] = 0   # LA detached from the LV base
     result = correct_sequences(KnownModel(), [broken], constraint=None, spacings=[(1.0, 1.0)],
                                image=thresholds)[0]
-    assert result["replaced"][5] and result["repaired_regions"][5, REGIONS.index("heart")]
-    assert dice_scores(result["masks"][5:6], clean[5:6])[0, 2] > dice_scores(broken[5:6], clean[5:6])[0, 2]
+    assert result.replaced[5] and result.repaired_regions[5, REGIONS.index("heart")]
+    assert dice_scores(result.masks[5:6], clean[5:6])[0, 2] > dice_scores(broken[5:6], clean[5:6])[0, 2]
 
 
 def test_an_anatomical_error_takes_the_smallest_valid_edit(case):
@@ -197,10 +200,10 @@ def test_an_anatomical_error_takes_the_smallest_valid_edit(case):
     base = preclean(broken)
     assert (base[5] != broken[5]).sum() > 6          # the largest-blob rule dropped the wall piece below the cut
     result = correct_sequences(KnownModel(), [broken], constraint=None, spacings=[(1.0, 1.0)], image=thresholds)[0]
-    np.testing.assert_array_equal(np.flatnonzero(result["replaced"]), [5])
-    assert not result["repaired_regions"][5, REGIONS.index("lv")] and result["repaired_regions"][5, REGIONS.index("epi")]
-    np.testing.assert_array_equal(result["masks"][5] == LV, broken[5] == LV)
-    assert dice_scores(result["masks"][5:6], clean[5:6])[0, 1] > dice_scores(base[5:6], clean[5:6])[0, 1] + 0.03
+    np.testing.assert_array_equal(np.flatnonzero(result.replaced), [5])
+    assert not result.repaired_regions[5, REGIONS.index("lv")] and result.repaired_regions[5, REGIONS.index("epi")]
+    np.testing.assert_array_equal(result.masks[5] == LV, broken[5] == LV)
+    assert dice_scores(result.masks[5:6], clean[5:6])[0, 1] > dice_scores(base[5:6], clean[5:6])[0, 1] + 0.03
 
 
 def test_a_rebuilt_lv_leaves_the_atrium_its_neighbours_agree_on():
@@ -227,12 +230,12 @@ def test_fallback_to_smoothing_when_the_repair_leaves_a_sequence_inconsistent(ca
     # One round only makes the frames valid (anatomical errors come first): the spike is left.
     left = correct_sequences(KnownModel(), [spiked], config=CorrectionConfig(repair_rounds=1, fallback="none"),
                              **common)[0]
-    assert left["method"] == "repair" and left["check_after"]["sequence_inconsistent"]
+    assert left.method == "repair" and left.check_after["sequence_inconsistent"]
     redone = correct_sequences(KnownModel(), [spiked], config=CorrectionConfig(repair_rounds=1), **common)[0]
-    assert redone["method"] == "smooth" and not redone["check_after"]["sequence_inconsistent"]
+    assert redone.method == "smooth" and not redone.check_after["sequence_inconsistent"]
     fixed = correct_sequences(KnownModel(), [spiked], **common)[0]
-    assert fixed["method"] == "repair" and not fixed["check_after"]["sequence_inconsistent"]
-    np.testing.assert_array_equal(np.flatnonzero(fixed["replaced"]), [5, 12])
+    assert fixed.method == "repair" and not fixed.check_after["sequence_inconsistent"]
+    np.testing.assert_array_equal(np.flatnonzero(fixed.replaced), [5, 12])
 
 
 def test_repair_configuration_is_checked():

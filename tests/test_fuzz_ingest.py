@@ -28,7 +28,8 @@ import SimpleITK as sitk
 
 from conftest import apical_masks, images_for, write_camus_patient
 from echolatent.cli import main as cli_main
-from echolatent.ingest import ingest_cohort, open_source
+from echolatent.ingest.cohort import ingest_cohort
+from echolatent.stages.ingest import open_source
 from echolatent.io import InputError, camus
 from echolatent.io.itk import write_sequence
 from test_ingest import sheet_cohort, write_sheet

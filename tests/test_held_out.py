@@ -40,7 +40,7 @@ def scramble_outside(shard, keep: set, out):
 
 def test_corrected_masks_do_not_depend_on_the_truth(tiny_cohort, tmp_path):
     from echolatent.io.shards import iter_shard
-    from echolatent.temporal.stages import correction_stage, image_thresholds_stage, latent_thresholds_stage
+    from echolatent.stages.temporal import correction_stage, image_thresholds_stage, latent_thresholds_stage
 
     root = tiny_cohort
     cohort, model = root / "cohort", root / "model"
@@ -68,7 +68,7 @@ def test_corrected_masks_do_not_depend_on_the_truth(tiny_cohort, tmp_path):
 
 
 def test_thresholds_ignore_patients_outside_the_reference_splits(tiny_cohort, tmp_path):
-    from echolatent.temporal.stages import image_thresholds_stage, latent_thresholds_stage
+    from echolatent.stages.temporal import image_thresholds_stage, latent_thresholds_stage
 
     root = tiny_cohort
     cohort, model = root / "cohort", root / "model"
@@ -97,7 +97,7 @@ def test_thresholds_ignore_patients_outside_the_reference_splits(tiny_cohort, tm
 def test_training_ignores_the_test_split(tiny_cohort, tmp_path):
     import torch
 
-    from echolatent.train_cohort import train_on_cohort
+    from echolatent.stages.train import train_on_cohort
 
     root = tiny_cohort
     cohort = root / "cohort"

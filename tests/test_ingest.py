@@ -11,7 +11,10 @@ import pandas as pd
 import pytest
 
 from conftest import apical_masks, images_for, write_camus_patient
-from echolatent.ingest import assign_splits, frame_positions, ingest_cohort, open_source, plan_cohort
+from echolatent.ingest.cohort import ingest_cohort
+from echolatent.ingest.plan import assign_splits, plan_cohort
+from echolatent.ingest.shard import frame_positions
+from echolatent.stages.ingest import open_source
 from echolatent.io import InputError, camus
 from echolatent.io.itk import read_sequence, write_sequence
 from echolatent.resample import resize_images_bilinear, resize_masks_nearest

@@ -19,7 +19,10 @@ import pytest
 
 from conftest import apical_masks, write_camus_patient
 from echolatent.cli import main as cli_main
-from echolatent.ingest import ingest_cohort, ingest_shard, merge_cohort, open_source, plan_cohort
+from echolatent.ingest.cohort import ingest_cohort, merge_cohort
+from echolatent.ingest.plan import plan_cohort
+from echolatent.ingest.shard import ingest_shard
+from echolatent.stages.ingest import open_source
 from echolatent.io import InputError, camus
 from echolatent.io.sources import read_patient_table
 from test_ingest import sheet_cohort, write_sheet

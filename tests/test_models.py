@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from echolatent.models import REFERENCE_VAE, MaskVAE, VAEConfig, dice_per_class, one_hot, resolve_device
-from echolatent.models.encode import encode
+from echolatent.models.inference import encode
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

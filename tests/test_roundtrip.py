@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from echolatent.ingest import ingest_cohort, open_source
+from echolatent.ingest.cohort import ingest_cohort
+from echolatent.stages.ingest import open_source
 from echolatent.simulate import SimulationConfig, write_cohort
 
 CONFIG = {"n_patients": 4, "seed": 11, "frames": 12, "image": {"rows": 100, "cols": 84, "spacing": [1.6, 1.9]}}

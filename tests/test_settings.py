@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from echolatent import ingest, shape_tables
+from echolatent.ingest.plan import plan_cohort
+from echolatent.ingest.shard import ingest_shard
 from echolatent.models.config import LossConfig, TrainConfig, study_models
 from echolatent.settings import SCHEMA_PATH, defaults, validated
-from echolatent.temporal import stages
+from echolatent.stages import encode, shape, temporal
+from echolatent.stages.ingest import open_source
 from echolatent.temporal.config import FIELDS, CorrectionConfig
 from echolatent.temporal.workflow import correction_settings
 
@@ -27,24 +29,24 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: (stage function, keyword) -> the config key (path) whose value the workflow passes to it.
 BOUND = {
-    (ingest.open_source, "cycle"): ("cohort", "cycle"),
-    (ingest.open_source, "layout"): ("cohort", "layout"),
-    (ingest.plan_cohort, "seed"): ("cohort", "seed"),
-    (ingest.plan_cohort, "n_shards"): ("cohort", "shards"),
-    (ingest.plan_cohort, "split_source"): ("cohort", "split", "source"),
-    (ingest.ingest_shard, "image_size"): ("cohort", "image_size"),
-    (ingest.ingest_shard, "on_bad_sequence"): ("qc", "on_bad_sequence"),
-    (shape_tables.shard_anatomy_tables, "grid"): ("anatomy", "grid"),
-    (shape_tables.cohort_clinical_indices, "rule"): ("clinical", "disc_rule"),
-    (stages.encode_stage, "batch_size"): ("encoding", "batch_size"),
-    (stages.image_thresholds_stage, "cycle"): ("cohort", "cycle"),
-    (stages.detection_stage, "cycle"): ("cohort", "cycle"),
-    (stages.detection_stage, "margin"): ("temporal", "thresholds", "margin"),
-    (stages.latent_thresholds_stage, "mode"): ("temporal", "thresholds", "latent"),
-    (stages.latent_thresholds_stage, "splits"): ("temporal", "thresholds", "reference_splits"),
-    (stages.latent_thresholds_stage, "cycle"): ("cohort", "cycle"),
-    (stages.latent_thresholds_stage, "batch_size"): ("encoding", "batch_size"),
-    (stages.correction_stage, "cycle"): ("cohort", "cycle"),
+    (open_source, "cycle"): ("cohort", "cycle"),
+    (open_source, "layout"): ("cohort", "layout"),
+    (plan_cohort, "seed"): ("cohort", "seed"),
+    (plan_cohort, "n_shards"): ("cohort", "shards"),
+    (plan_cohort, "split_source"): ("cohort", "split", "source"),
+    (ingest_shard, "image_size"): ("cohort", "image_size"),
+    (ingest_shard, "on_bad_sequence"): ("qc", "on_bad_sequence"),
+    (shape.shard_anatomy_tables, "grid"): ("anatomy", "grid"),
+    (shape.cohort_clinical_indices, "rule"): ("clinical", "disc_rule"),
+    (encode.encode_stage, "batch_size"): ("encoding", "batch_size"),
+    (temporal.image_thresholds_stage, "cycle"): ("cohort", "cycle"),
+    (temporal.detection_stage, "cycle"): ("cohort", "cycle"),
+    (temporal.detection_stage, "margin"): ("temporal", "thresholds", "margin"),
+    (temporal.latent_thresholds_stage, "mode"): ("temporal", "thresholds", "latent"),
+    (temporal.latent_thresholds_stage, "splits"): ("temporal", "thresholds", "reference_splits"),
+    (temporal.latent_thresholds_stage, "cycle"): ("cohort", "cycle"),
+    (temporal.latent_thresholds_stage, "batch_size"): ("encoding", "batch_size"),
+    (temporal.correction_stage, "cycle"): ("cohort", "cycle"),
 }
 
 

@@ -34,6 +34,11 @@ def test_two_models_given_only_their_kind_train_encode_and_are_compared(tmp_path
         assert len(latents) == frames
         row = quality[(quality["model"] == name) & (quality["split"] == "all")].iloc[0]
         assert row["n_frames"] == frames
+    # the HTML report packages the study's tables with their captions
+    snakemake("results/models/quality.tsv", "--report", str(tmp_path / "report.html"), "--directory", str(tmp_path),
+              "--configfile",
+              str(REPO / ".test/config/config.yaml"), str(tmp_path / "models.yaml"))
+    assert (tmp_path / "report.html").stat().st_size > 10_000
     summary = json.loads((tmp_path / "results/models/attr/summary.json").read_text())
     plain = json.loads((tmp_path / "results/models/plain/summary.json").read_text())
     assert "spearman" in json.dumps(summary).lower() and "spearman" not in json.dumps(plain).lower()

@@ -13,8 +13,11 @@ import torch
 from echolatent.shape.attributes import TEMPORAL_ATTRIBUTES, shape_attributes
 from echolatent.temporal.metric import temporal_consistency
 from echolatent.temporal.config import CorrectionConfig
-from echolatent.temporal.pipeline import (LatentConstraint, correct_sequences, dice_scores,
-                                          model_input, transfer_displacement)
+from echolatent.models.inference import model_input
+from echolatent.models.quality import dice_scores
+from echolatent.temporal.correction.consistency import LatentConstraint
+from echolatent.temporal.correction.displacement import transfer_displacement
+from echolatent.temporal.correction.sequences import correct_sequences
 from echolatent.temporal.preclean import fill_holes, largest_component, preclean
 from echolatent.temporal.thresholds import (derive_thresholds_table, published_thresholds, read_thresholds,
                                             write_thresholds)
@@ -175,13 +178,13 @@ def test_reference_correction_removes_a_spike(spiked_case):
     constraint = constraint_for(model, references)
     result = correct_sequences(model, [spiked], constraint=constraint, spacings=[(1.0, 1.0)],
                                image=image_arrays(thresholds), config=SMOOTH)[0]
-    assert result["check_before"]["sequence_inconsistent"] and result["check_before"]["frame_inconsistent"][8]
-    assert not result["check_after"]["sequence_inconsistent"] and result["replaced"].all()
+    assert result.check_before["sequence_inconsistent"] and result.check_before["frame_inconsistent"][8]
+    assert not result.check_after["sequence_inconsistent"] and result.replaced.all()
     # The spike is gone: the corrected frame is much closer to the clean one than the spiked input.
-    assert dice_scores(result["masks"][8:9], clean[8:9])[0, 0] > dice_scores(spiked[8:9], clean[8:9])[0, 0] + 0.02
+    assert dice_scores(result.masks[8:9], clean[8:9])[0, 0] > dice_scores(spiked[8:9], clean[8:9])[0, 0] + 0.02
     # The constrained dim got the smallest feasible weight; the free one the snake weight.
-    assert result["weights"][1] == 50.0 and 0 < result["weights"][0] <= 128
-    z = result["z"][:, :1]
+    assert result.weights[1] == 50.0 and 0 < result.weights[0] <= 128
+    z = result.z[:, :1]
     assert not temporal_consistency(z, constraint.lo, constraint.hi, constraint.tau)["sequence_inconsistent"]
 
 
@@ -191,16 +194,16 @@ def test_scopes_leave_sound_sequences_and_frames_alone(spiked_case):
     image = image_arrays(thresholds)
     results = correct_sequences(model, [clean, spiked], constraint=None, spacings=[(1.0, 1.0)] * 2, image=image,
                                 config=CorrectionConfig(**{**REFERENCE, "scope": "inconsistent", "max_rounds": 3}))
-    assert [r["corrected"] for r in results] == [False, True]
-    assert np.array_equal(results[0]["masks"], clean)
-    assert not results[1]["check_after"]["sequence_inconsistent"]
+    assert [r.corrected for r in results] == [False, True]
+    assert np.array_equal(results[0].masks, clean)
+    assert not results[1].check_after["sequence_inconsistent"]
     references = [sequence(clean_scales(20, phase)) for phase in (0.0, 0.3, 0.6, 0.9)]
     frames = correct_sequences(model, [spiked], constraint=constraint_for(model, references), spacings=[(1.0, 1.0)],
                                image=image, config=CorrectionConfig(**{**REFERENCE, "scope": "frames", "max_rounds": 5}))[0]
-    replaced = frames["replaced"]
+    replaced = frames.replaced
     assert replaced[8] and 0 < replaced.sum() <= 8
-    np.testing.assert_array_equal(frames["masks"][~replaced], preclean(spiked)[~replaced])
-    assert not frames["check_after"]["sequence_inconsistent"]
+    np.testing.assert_array_equal(frames.masks[~replaced], preclean(spiked)[~replaced])
+    assert not frames.check_after["sequence_inconsistent"]
     with pytest.raises(ValueError, match="image-space thresholds"):
         correct_sequences(model, [clean], constraint=None, config=CorrectionConfig(**{**REFERENCE,
                                                                                       "scope": "inconsistent"}))
@@ -224,9 +227,9 @@ def test_three_class_model_keeps_the_input_atrium_where_free(spiked_case):
     big = np.repeat(np.repeat(clean, 2, axis=1), 2, axis=2)  # native grid 96 -> model grid 48 and back
     model = KnownModel(n_classes=3)
     assert not np.any(model_input(big, model) == LA) and model_input(big, model).shape == (20, 48, 48)
-    kept = correct_sequences(model, [big], constraint=None, config=SMOOTH)[0]["masks"]
+    kept = correct_sequences(model, [big], constraint=None, config=SMOOTH)[0].masks
     dropped = correct_sequences(model, [big], constraint=None, config=CorrectionConfig(**REFERENCE, atrium="drop"))[
-        0]["masks"]
+        0].masks
     assert kept.shape == big.shape and not np.any(dropped == LA)
     assert np.all(kept[big == LA] != BG)                 # LA pixels stay (LA, or LV/MYO where those claim them)
     np.testing.assert_array_equal(kept[kept != LA], dropped[kept != LA])
@@ -261,10 +264,12 @@ def read_thresholds_roundtrip(table, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_cohort(tmp_path_factory):
     """A 6-patient synthetic cohort (32 px model grid), its attribute tables and a VAE trained for 2 epochs."""
-    from echolatent.ingest import ingest_cohort, open_source
-    from echolatent.shape_tables import shard_anatomy_tables, write_table
+    from echolatent.ingest.cohort import ingest_cohort
+    from echolatent.io.tables import write_table
     from echolatent.simulate import SimulationConfig, write_cohort
-    from echolatent.train_cohort import train_on_cohort
+    from echolatent.stages.ingest import open_source
+    from echolatent.stages.shape import shard_anatomy_tables
+    from echolatent.stages.train import train_on_cohort
 
     root = tmp_path_factory.mktemp("temporal")
     config = SimulationConfig.from_dict({"n_patients": 6, "seed": 5, "frames": 10,
@@ -289,7 +294,8 @@ def test_stages_end_to_end_on_a_tiny_cohort(tiny_cohort):
     from echolatent.io.itk import read_sequence
     from echolatent.io.shards import iter_shard
     from echolatent.temporal.export import export_nifti
-    from echolatent.temporal.stages import (correction_stage, detection_stage, encode_stage, image_thresholds_stage,
+    from echolatent.stages.encode import encode_stage
+    from echolatent.stages.temporal import (correction_stage, detection_stage, image_thresholds_stage,
                                             latent_thresholds_stage, summary_stage)
 
     root = tiny_cohort
@@ -370,7 +376,7 @@ def test_workflow_settings_and_paths():
 
 
 def test_upsampling_places_model_pixels_where_they_were_sampled():
-    from echolatent.temporal.pipeline import decode_masks, sampled_positions
+    from echolatent.models.inference import decode_masks, sampled_positions
 
     np.testing.assert_array_equal(sampled_positions(256, 64), 4 * np.arange(64) + 2)
     np.testing.assert_array_equal(sampled_positions(256, 64, grid=128), 4 * np.arange(64) + 3)
@@ -387,7 +393,7 @@ def test_upsampling_places_model_pixels_where_they_were_sampled():
 
 
 def test_native_decoding_helpers_match_their_plain_versions():
-    from echolatent.temporal.pipeline import _argmax_channels, _linear_weights, sampled_positions
+    from echolatent.models.inference import _argmax_channels, _linear_weights, sampled_positions
 
     logits = torch.randn(3, 4, 7, 9)
     logits[0, 2] = logits[0, 1]                # ties: the first maximum wins, as in argmax
@@ -403,7 +409,7 @@ def test_native_decoding_helpers_match_their_plain_versions():
 
 
 def test_an_empty_shard_is_an_error_and_leaves_no_output(tmp_path):
-    from echolatent.temporal.pipeline import encode_shard
+    from echolatent.models.shard_encoding import encode_shard
 
     empty = tmp_path / "shard-0.h5"
     h5py.File(empty, "w").close()

@@ -345,10 +345,12 @@ def test_temporal_units_setting():
 
 def test_camus_like_store_through_ingestion_attributes_thresholds_and_detection(tmp_path):
     """Per-patient grids survive the store, ingestion and the attribute tables; thresholds in mm."""
-    from echolatent.ingest import ingest_cohort, open_source
-    from echolatent.shape_tables import shard_anatomy_tables, write_table
+    from echolatent.ingest.cohort import ingest_cohort
+    from echolatent.io.tables import write_table
     from echolatent.simulate import write_cohort
-    from echolatent.temporal.stages import detection_stage, image_thresholds_stage
+    from echolatent.stages.ingest import open_source
+    from echolatent.stages.shape import shard_anatomy_tables
+    from echolatent.stages.temporal import detection_stage, image_thresholds_stage
 
     config = SimulationConfig.from_dict({
         "n_patients": 6, "seed": 4, "frames": 10,

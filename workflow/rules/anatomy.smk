@@ -21,7 +21,7 @@ rule anatomical_metrics:
         mem_mb=mem_by_attempt(4000),
         runtime=60,
     conda:
-        "../../envs/ingest.yaml"
+        "../../envs/cpu.yaml"
     script:
         "../scripts/anatomical_metrics.py"
 
@@ -41,6 +41,6 @@ rule clinical_indices:
         mem_mb=mem_by_attempt(4000),
         runtime=60,
     conda:
-        "../../envs/ingest.yaml"
+        "../../envs/cpu.yaml"
     script:
         "../scripts/clinical_indices.py"

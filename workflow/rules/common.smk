@@ -24,7 +24,7 @@ else:
         raise ValueError(f"config: cohort.path is required when cohort.source is {COHORT['source']!r}")
     # Opening the source checks it now (a sheet row by row, with the package's messages naming
     # the sheet, the 1-based row and the column), not in the first job.
-    from echolatent.ingest import open_source
+    from echolatent.stages.ingest import open_source
 
     SOURCE = open_source(COHORT["source"], COHORT["path"], cycle=COHORT["cycle"], layout=COHORT["layout"])
     if workflow.is_main_process:
@@ -121,7 +121,7 @@ def cohort_cycle():
 
 def split_fractions():
     """The train/val/test fractions, checked (>= 0, summing to 1) when the rules are parsed."""
-    from echolatent.ingest import split_fractions as checked_fractions
+    from echolatent.ingest.plan import split_fractions as checked_fractions
 
     return checked_fractions(COHORT["split"])
 

@@ -44,7 +44,7 @@ rule model_quality:
         runtime=10,
     localrule: True
     conda:
-        "../../envs/ingest.yaml"
+        "../../envs/cpu.yaml"
     script:
         "../scripts/model_quality.py"
 
@@ -54,7 +54,7 @@ rule study_quality:
     input:
         tables=expand("results/models/{model}/quality.tsv", model=list(MODELS)),
     output:
-        quality="results/models/quality.tsv",
+        quality=report("results/models/quality.tsv", caption="../report/study_quality.rst", category="Models"),
     log:
         "logs/study_quality.log",
     threads: 1
@@ -63,6 +63,6 @@ rule study_quality:
         runtime=10,
     localrule: True
     conda:
-        "../../envs/ingest.yaml"
+        "../../envs/cpu.yaml"
     script:
         "../scripts/study_quality.py"

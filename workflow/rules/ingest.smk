@@ -16,7 +16,7 @@ rule simulate_cohort:
         mem_mb=mem_by_attempt(2000),
         runtime=60,
     conda:
-        "../../envs/ingest.yaml"
+        "../../envs/cpu.yaml"
     script:
         "../scripts/simulate_cohort.py"
 
@@ -39,7 +39,7 @@ rule cohort_manifest:
         runtime=30,
     localrule: True
     conda:
-        "../../envs/ingest.yaml"
+        "../../envs/cpu.yaml"
     script:
         "../scripts/input_manifest.py"
 
@@ -61,7 +61,7 @@ rule shard_manifest:
         mem_mb=mem_by_attempt(1000),
         runtime=30,
     conda:
-        "../../envs/ingest.yaml"
+        "../../envs/cpu.yaml"
     script:
         "../scripts/input_manifest.py"
 
@@ -90,7 +90,7 @@ rule plan_cohort:
         runtime=30,
     localrule: True
     conda:
-        "../../envs/ingest.yaml"
+        "../../envs/cpu.yaml"
     script:
         "../scripts/plan_cohort.py"
 
@@ -123,7 +123,7 @@ rule ingest_shard:
         mem_mb=mem_by_attempt(3000),
         runtime=120,
     conda:
-        "../../envs/ingest.yaml"
+        "../../envs/cpu.yaml"
     script:
         "../scripts/ingest_shard.py"
 
@@ -154,6 +154,6 @@ rule merge_cohort:
         runtime=30,
     localrule: True
     conda:
-        "../../envs/ingest.yaml"
+        "../../envs/cpu.yaml"
     script:
         "../scripts/merge_cohort.py"

@@ -32,7 +32,7 @@ rule temporal_thresholds:
         runtime=30,
     localrule: True
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/cpu.yaml"
     script:
         "../scripts/temporal_thresholds.py"
 
@@ -44,7 +44,7 @@ rule temporal_detection:
         patients="results/cohort/patients.tsv",
         thresholds=temporal_paths.image_thresholds(TEMPORAL),
     output:
-        rates="results/temporal/detection.tsv",
+        rates=report("results/temporal/detection.tsv", caption="../report/detection.rst", category="Temporal consistency"),
     log:
         "logs/temporal_detection.log",
     params:
@@ -56,7 +56,7 @@ rule temporal_detection:
         runtime=30,
     localrule: True
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/cpu.yaml"
     script:
         "../scripts/temporal_detection.py"
 
@@ -131,7 +131,7 @@ rule export_temporal_nifti:
         mem_mb=mem_by_attempt(2000),
         runtime=30,
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/cpu.yaml"
     script:
         "../scripts/export_temporal_nifti.py"
 
@@ -140,7 +140,11 @@ rule temporal_summary:
     input:
         tables=expand("results/temporal/{{model}}/shard-{shard}.tsv", shard=SHARDS),
     output:
-        summary="results/temporal/{model}/summary.tsv",
+        summary=report(
+            "results/temporal/{model}/summary.tsv",
+            caption="../report/temporal_summary.rst",
+            category="Temporal consistency",
+        ),
     log:
         "logs/temporal_summary/{model}.log",
     threads: 1
@@ -149,6 +153,6 @@ rule temporal_summary:
         runtime=10,
     localrule: True
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/cpu.yaml"
     script:
         "../scripts/temporal_summary.py"

@@ -4,13 +4,14 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
 
-from echolatent.shape_tables import shard_anatomy_tables, write_table  # noqa: E402
+from echolatent.stages.shape import anatomy_stage  # noqa: E402
 
-criteria, attributes = shard_anatomy_tables(
-    snakemake.input.masks, dataset=snakemake.params.dataset, attrs_from=snakemake.input.get("cohort_shard"),
+anatomy_stage(
+    snakemake.input.masks,
+    attrs_from=snakemake.input.get("cohort_shard"),
+    dataset=snakemake.params.dataset,
     grid=snakemake.params.grid,
+    out_criteria=snakemake.output.criteria,
+    out_attributes=snakemake.output.attributes,
+    log=sys.stderr,
 )
-write_table(criteria, snakemake.output.criteria)
-write_table(attributes, snakemake.output.attributes)
-print(f"{len(criteria)} frames, {int(criteria['anatomical_errors'].sum())} with anatomical errors "
-      f"(criteria grid: {snakemake.params.grid})", file=sys.stderr)

@@ -4,12 +4,6 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake is injected)
 
-from echolatent.temporal.export import export_nifti  # noqa: E402
+from echolatent.stages.temporal import export_stage  # noqa: E402
 
-table = export_nifti(
-    snakemake.input.h5,
-    snakemake.params.out_dir,
-    manifest=snakemake.output.manifest,
-    relative_to=snakemake.params.out_dir,
-)
-print(f"{len(table)} sequences written under {snakemake.params.out_dir}", file=sys.stderr)
+export_stage(snakemake.input.h5, snakemake.params.out_dir, manifest=snakemake.output.manifest, log=sys.stderr)

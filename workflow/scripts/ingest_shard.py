@@ -1,28 +1,25 @@
 """Rule ingest_shard: read, check, resample and write the patients of one shard."""
 
 import sys
-from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
 
-import pandas as pd  # noqa: E402
-
-from echolatent.ingest import ingest_shard, open_source  # noqa: E402
+from echolatent.stages.ingest import ingest_stage  # noqa: E402
 
 params, output = snakemake.params, snakemake.output
-source = open_source(params.source, snakemake.input.source, cycle=params.cycle, layout=params.layout)
-truth = output.get("truth")
-ingest_shard(
-    source,
-    pd.read_csv(snakemake.input.plan, sep="\t", dtype={"patient_id": str}),
-    int(snakemake.wildcards.shard),
+ingest_stage(
+    params.source,
+    snakemake.input.source,
+    snakemake.input.plan,
+    snakemake.wildcards.shard,
+    cycle=params.cycle,
+    layout=params.layout,
     image_size=params.image_size,
+    on_bad_sequence=params.on_bad_sequence,
     out_h5=output.h5,
     out_sequences=output.sequences,
     out_qc=output.qc,
     out_inputs=output.inputs,
-    on_bad_sequence=params.on_bad_sequence,
-    truth_masks=Path(snakemake.input.source) / "truth" / "clean_masks.h5" if truth else None,
-    out_truth_h5=truth,
+    out_truth_h5=output.get("truth"),
     log=sys.stderr,
 )

@@ -4,6 +4,6 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
 
-from echolatent.simulate import SimulationConfig, write_cohort  # noqa: E402
+from echolatent.stages.ingest import simulate_stage  # noqa: E402
 
-write_cohort(SimulationConfig.from_dict(snakemake.params.synthetic), snakemake.output[0], fmt="store")
+simulate_stage(snakemake.params.synthetic, snakemake.output[0])

@@ -4,7 +4,6 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
 
-from echolatent.models.quality import study_quality  # noqa: E402
-from echolatent.shape_tables import write_table  # noqa: E402
+from echolatent.stages.encode import study_quality_stage  # noqa: E402
 
-write_table(study_quality(snakemake.input.tables), snakemake.output.quality)
+study_quality_stage(snakemake.input.tables, out=snakemake.output.quality)

@@ -6,7 +6,7 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake i
 
 import torch  # noqa: E402
 
-from echolatent.temporal.stages import correction_stage  # noqa: E402
+from echolatent.stages.temporal import correction_stage  # noqa: E402
 
 torch.set_num_threads(snakemake.params.torch_threads)  # from config, not --cores
 correction_stage(

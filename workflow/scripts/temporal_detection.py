@@ -4,7 +4,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake is injected)
 
-from echolatent.temporal.stages import detection_stage  # noqa: E402
+from echolatent.stages.temporal import detection_stage  # noqa: E402
 
 detection_stage(
     snakemake.input.attributes,

@@ -4,7 +4,6 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake is injected)
 
-from echolatent.temporal.stages import summary_stage  # noqa: E402
+from echolatent.stages.temporal import summary_stage  # noqa: E402
 
-summary = summary_stage(snakemake.input.tables, model=snakemake.wildcards.model, out=snakemake.output.summary)
-print(summary.to_string(index=False), file=sys.stderr)
+summary_stage(snakemake.input.tables, model=snakemake.wildcards.model, out=snakemake.output.summary, log=sys.stderr)

@@ -4,7 +4,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake is injected)
 
-from echolatent.temporal.stages import image_thresholds_stage  # noqa: E402
+from echolatent.stages.temporal import image_thresholds_stage  # noqa: E402
 
 image_thresholds_stage(
     snakemake.input.attributes,

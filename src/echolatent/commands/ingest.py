@@ -30,9 +30,10 @@ def run(args) -> int:
     """Ingest the cohort; bad input or settings raise an InputError naming the file or setting.
 
     Nothing is written to ``--out`` unless the whole cohort is ingested (see
-    :func:`echolatent.ingest.ingest_cohort`).
+    :func:`echolatent.ingest.cohort.ingest_cohort`).
     """
-    from echolatent.ingest import ingest_cohort, open_source
+    from echolatent.ingest.cohort import ingest_cohort
+    from echolatent.stages.ingest import open_source
 
     cycle = args.cycle or ("half" if args.source == "camus" else "full")
     source = open_source(args.source, args.path, cycle=cycle, layout=args.layout)

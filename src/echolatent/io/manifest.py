@@ -58,7 +58,7 @@ def cohort_files(source) -> list[Path]:
 
     Parameters
     ----------
-    source : a cohort source (:func:`echolatent.ingest.open_source`)
+    source : a cohort source (:func:`echolatent.stages.ingest.open_source`)
     """
     kind = getattr(source, "name", "")
     if kind == "sheet":

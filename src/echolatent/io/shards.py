@@ -58,3 +58,28 @@ def iter_shard(path, datasets=("mask_native",), *, attrs_from=None) -> Iterator[
     finally:
         if meta is not None:
             meta.close()
+
+
+def iter_shard_batches(path, datasets=("mask_native",), limit: int = 64, *,
+                       size=lambda sequence: 1) -> Iterator[list[ShardSequence]]:
+    """The sequences of :func:`iter_shard` in lists of consecutive ones whose total ``size`` reaches ``limit``.
+
+    ``size`` weighs a sequence: 1 (default) batches ``limit`` sequences, the number of its
+    frames a network batch's worth of frames. The last list may be short.
+    """
+    batch, total = [], 0
+    for sequence in iter_shard(path, datasets):
+        batch.append(sequence)
+        total += size(sequence)
+        if total >= limit:
+            yield batch
+            batch, total = [], 0
+    if batch:
+        yield batch
+
+
+def shard_grid(path) -> int | None:
+    """The cohort's model grid (root attribute ``image_size``) of a shard, if recorded."""
+    with h5py.File(path, "r") as h5:
+        size = h5.attrs.get("image_size")
+    return None if size is None else int(size)

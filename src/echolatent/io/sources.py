@@ -163,7 +163,7 @@ class StoreSource:
 
         With ``on_error(view, InputError)`` a bad view is reported and skipped; otherwise
         it raises. A patient without a group, or without any view, raises an InputError
-        in both cases (a patient-level problem, see :func:`echolatent.ingest.ingest_shard`).
+        in both cases (a patient-level problem, see :func:`echolatent.ingest.shard.ingest_shard`).
         """
         records, views = [], []
         with h5py.File(self.h5_path, "r") as h5:
@@ -416,7 +416,7 @@ class CamusSource:
 
         With ``on_error(view, InputError)`` a bad view is reported and skipped; otherwise
         it raises. A folder holding no view at all raises an InputError naming the folder
-        in both cases (a patient-level problem, see :func:`echolatent.ingest.ingest_shard`).
+        in both cases (a patient-level problem, see :func:`echolatent.ingest.shard.ingest_shard`).
         """
         folder = camus.patient_dir(self.root, patient_id, self.layout)
         records, found = [], False

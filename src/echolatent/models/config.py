@@ -14,7 +14,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from echolatent.labels import LABELS
 from echolatent.settings import defaults
+from echolatent.shape.attributes import TEMPORAL_ATTRIBUTES
 
 __all__ = ["KINDS", "ATTRIBUTE_NAMES", "CLASS_NAMES", "VAEConfig", "LossConfig", "TrainConfig", "check_keys",
            "as_float", "study_models"]
@@ -23,9 +25,9 @@ __all__ = ["KINDS", "ATTRIBUTE_NAMES", "CLASS_NAMES", "VAEConfig", "LossConfig",
 IMAGE_SIZE = defaults("cohort")["image_size"]
 
 #: AR-VAE attribute order (``shape_attributes.md``): attribute l is tied to latent dim l.
-ATTRIBUTE_NAMES = ["lv_area", "lv_base_width", "lv_length", "lv_orientation", "myo_area",
-                   "epi_center_x", "epi_center_y"]
-CLASS_NAMES = ["background", "lv", "myo", "la"]
+ATTRIBUTE_NAMES = list(TEMPORAL_ATTRIBUTES)
+#: Class name of each label value (index = label, :data:`echolatent.labels.LABELS`).
+CLASS_NAMES = list(LABELS)
 
 def check_keys(cls: type, data: Mapping[str, Any], where: str) -> None:
     """Raise ``ValueError`` naming every key of ``data`` that ``cls`` does not define."""

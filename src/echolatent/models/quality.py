@@ -1,8 +1,11 @@
-"""Reconstruction quality of a trained model, per split (the held-out figures are the test rows).
+"""Reconstruction quality of a trained model: hard Dice per frame, and per split.
 
-Training selects the checkpoint on the validation split only; this table is evaluation, read
-from the latent tables of the encoding stage (one row per frame, with the Dice of each
-frame's reconstruction against the encoded mask).
+:func:`dice_scores` is the one hard Dice of label maps (training's validation, the latent
+tables of the encoding stage, the correction's Dice to a synthetic truth).
+:func:`reconstruction_quality` is evaluation: training selects the checkpoint on the
+validation split only, this table is read from the latent tables of the encoding stage (one
+row per frame, with the Dice of each frame's reconstruction against the encoded mask), per
+split (the held-out figures are the test rows).
 """
 
 from __future__ import annotations
@@ -11,6 +14,36 @@ import numpy as np
 import pandas as pd
 
 SPLIT_ORDER = ("train", "val", "test", "all")
+
+
+def dice_scores(pred, target, labels=(1, 2, 3)) -> np.ndarray:
+    """Hard Dice per frame and label, (N, len(labels)) float64; NaN where a label is in neither map.
+
+    Dice = 2 |P & T| / (|P| + |T|) (average with ``np.nanmean``). ``pred`` and ``target`` are
+    label maps (N, H, W), or single (H, W) maps, as arrays or CPU tensors; a single frame on
+    one side (1, H, W) is compared with every frame of the other.
+    """
+    pred, target = np.asarray(pred), np.asarray(target)
+    if pred.ndim == 2:
+        pred = pred[None]
+    if target.ndim == 2:
+        target = target[None]
+    if pred.shape[1:] != target.shape[1:]:
+        raise ValueError(f"shape mismatch: pred {pred.shape} vs target {target.shape}")
+    pred = pred.reshape(len(pred), -1)
+    target = target.reshape(len(target), -1)
+    out = np.empty((len(pred), len(labels)))
+    for j, label in enumerate(labels):
+        p, t = pred == label, target == label
+        denominator = p.sum(1) + t.sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, j] = np.where(denominator > 0, 2.0 * (p & t).sum(1) / denominator, np.nan)
+    return out
+
+
+def dice_per_class(pred, target, n_classes: int) -> np.ndarray:
+    """:func:`dice_scores` of every class, background included: (N, n_classes), column = label."""
+    return dice_scores(pred, target, range(n_classes))
 
 
 def with_split(table: pd.DataFrame, patients: pd.DataFrame | str) -> pd.DataFrame:

@@ -33,7 +33,8 @@ Reproducibility and fault tolerance
   resumes to the same outputs as an uninterrupted run.
 * ``last.pt`` stores the configuration and a fingerprint of the data it was trained on;
   a run with another configuration or other data never resumes it: it raises
-  :class:`CheckpointMismatchError`, or starts afresh with ``on_mismatch="restart"``.
+  :class:`~echolatent.models.checkpoint.CheckpointMismatchError`, or starts afresh with
+  ``on_mismatch="restart"`` (:mod:`echolatent.models.checkpoint`).
 * Checkpoints hold only tensors and plain containers and load with
   ``torch.load(..., weights_only=True)``.
 """
@@ -42,8 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -51,35 +50,23 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Mapping
 
 import numpy as np
 import torch
 
-from .encode import dice_per_class, encode, one_hot
-from .config import ATTRIBUTE_NAMES, CLASS_NAMES, TrainConfig, VAEConfig
+from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, data_fingerprint, load_checkpoint, resume_state,
+                         save_atomic, write_text_atomic)
+from .config import TrainConfig
+from .device import resolve_device
+from .inference import encode, one_hot
 from .losses import compute_losses
+from .quality import dice_per_class
 from .vae import MaskVAE, reparameterize
 
-__all__ = [
-    "TrainConfig",
-    "TrainingInterrupted",
-    "CheckpointMismatchError",
-    "ATTRIBUTE_NAMES",
-    "resolve_device",
-    "train_vae",
-    "load_checkpoint",
-    "load_model",
-    "save_atomic",
-]
+__all__ = ["TrainingInterrupted", "train_vae"]
 
-CHECKPOINT_FORMAT = "echolatent-mask-vae"
-CHECKPOINT_VERSION = 1
-#: Config keys that may change between a run and its resumption (they do not define the
-#: model or the optimisation; results on another device are not bit-identical anyway).
-RUNTIME_KEYS = ("device", "num_threads", "eval_batch_size")
 LOSS_TERMS = ("total", "rec", "ce", "dice_loss", "kl", "attr", "phase")
 
 
@@ -96,144 +83,6 @@ class TrainingInterrupted(RuntimeError):
                          f"epoch was discarded and {out_dir / 'last.pt'} holds the end of "
                          f"epoch {epoch - 1}; run again with the same output directory to "
                          f"resume")
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint (or an existing output directory) does not match the configuration."""
-
-
-# --------------------------------------------------------------------------- config
-def _config_diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "",
-                 ignore: tuple[str, ...] = ()) -> list[str]:
-    """Keys (dotted) whose values differ between two nested config dicts."""
-    diffs = []
-    for key in sorted(set(a) | set(b)):
-        name = prefix + key
-        if name in ignore:
-            continue
-        va, vb = a.get(key, "<missing>"), b.get(key, "<missing>")
-        if isinstance(va, Mapping) and isinstance(vb, Mapping):
-            diffs += _config_diff(va, vb, name + ".", ignore)
-        elif va != vb:
-            diffs.append(f"{name}: {va!r} != {vb!r}")
-    return diffs
-
-
-# --------------------------------------------------------------------------- device
-def resolve_device(requested: str = "auto", log: Callable[[str], None] | None = None
-                   ) -> torch.device:
-    """Map "auto"/"cpu"/"cuda"/"cuda:N" to a device.
-
-    "auto" falls back to CPU when CUDA is not available (and says so in the log); an
-    explicit "cuda" request without CUDA raises ``RuntimeError``.
-    """
-    log = log or (lambda msg: None)
-    if requested == "auto":
-        if torch.cuda.is_available():
-            dev = torch.device("cuda")
-            log(f"device: cuda ({torch.cuda.get_device_name(dev)}) [auto]")
-        else:
-            dev = torch.device("cpu")
-            log("device: cpu [auto: CUDA not available, falling back to CPU]")
-        return dev
-    if requested.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device {requested!r} was requested but CUDA is not available "
-                               f"(torch {torch.__version__}); use device 'auto' or 'cpu'")
-        dev = torch.device(requested)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise RuntimeError(f"device {requested!r} requested but only "
-                               f"{torch.cuda.device_count()} CUDA device(s) are visible")
-        log(f"device: {dev} ({torch.cuda.get_device_name(dev)})")
-        return dev
-    if requested == "cpu":
-        log("device: cpu")
-        return torch.device("cpu")
-    raise ValueError(f"unknown device {requested!r}")
-
-
-# --------------------------------------------------------------------------- checkpoints
-def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to ``path.tmp`` then ``os.replace`` onto ``path``."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | os.PathLike, expected_config: Any = None,
-                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`train_vae` with ``weights_only=True``.
-
-    ``expected_config`` may be a :class:`TrainConfig` (or its dict), compared on every key
-    except the runtime ones (device, threads, eval batch size), or a :class:`VAEConfig`
-    (or its dict), compared on the architecture only. A difference raises
-    :class:`CheckpointMismatchError` listing the differing keys.
-    Returns the checkpoint dict; ``ckpt["config"]`` is a plain dict.
-    """
-    path = Path(path)
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # pickle errors, truncated files, unsafe content
-        raise CheckpointMismatchError(
-            f"{path}: refused by the safe loader (torch.load with weights_only=True): "
-            f"{_loader_reason(exc)}. EchoLatent checkpoints hold tensors and plain containers "
-            f"only, so this file is damaged or was not written by EchoLatent. Never load it "
-            f"with weights_only=False: delete it and retrain (or restore the file from a "
-            f"trusted copy).") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointMismatchError(f"{path}: not an EchoLatent mask-VAE checkpoint")
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointMismatchError(f"{path}: checkpoint version {ckpt.get('version')} "
-                                      f"is not supported (expected {CHECKPOINT_VERSION})")
-    if expected_config is not None:
-        stored = ckpt["config"]
-        vae_keys = {f.name for f in dataclasses.fields(VAEConfig)}
-        if isinstance(expected_config, VAEConfig) or (
-                isinstance(expected_config, Mapping) and expected_config
-                and set(expected_config) <= vae_keys):
-            if isinstance(expected_config, Mapping):
-                expected_config = VAEConfig.from_dict(expected_config)
-            diffs = _config_diff(stored["model"], expected_config.to_dict(), "model.")
-        else:
-            expected = TrainConfig.coerce(expected_config).to_dict()
-            diffs = _config_diff(stored, expected, ignore=RUNTIME_KEYS)
-        if diffs:
-            raise CheckpointMismatchError(
-                f"{path}: checkpoint does not match the expected configuration "
-                f"(stored != expected): " + "; ".join(diffs))
-    return ckpt
-
-
-def _loader_reason(exc: Exception) -> str:
-    """The gist of a torch.load failure, without PyTorch's advice to disable the safe loader."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    for line in lines:
-        if "Unsupported global" in line or "Unsupported operand" in line:
-            return line.split(". ")[0]
-    kept = [line for line in lines if "weights_only" not in line and "trust" not in line]
-    return (kept[0] if kept else type(exc).__name__)[:200]
-
-
-def load_model(path: str | os.PathLike, expected_config: Any = None,
-               device: str | torch.device = "cpu") -> MaskVAE:
-    """Rebuild the model of a checkpoint, load its weights and put it in eval mode."""
-    ckpt = load_checkpoint(path, expected_config, map_location=device)
-    model = MaskVAE(VAEConfig.from_dict(ckpt["config"]["model"]))
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        raise CheckpointMismatchError(f"{path}: weights do not fit the architecture stored in "
-                                      f"the checkpoint: {exc}") from exc
-    return model.to(device).eval()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -325,19 +174,6 @@ def _check_inputs(masks: np.ndarray, attrs: np.ndarray | None, phase: np.ndarray
     return masks, attrs, phase
 
 
-def _fingerprint(*arrays: np.ndarray | None) -> str:
-    """SHA-1 of the shapes, dtypes and bytes of the data (to refuse resuming on other data)."""
-    h = hashlib.sha1()
-    for a in arrays:
-        if a is None:
-            h.update(b"none;")
-            continue
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape};".encode())
-        h.update(memoryview(a).cast("B"))
-    return h.hexdigest()
-
-
 def _fmt(v: float) -> str:
     return "nan" if not math.isfinite(v) else f"{v:.6g}"
 
@@ -362,9 +198,10 @@ def train_vae(train_masks: np.ndarray, train_attrs: np.ndarray | None,
     ``config.num_threads`` (if set) applies during the call; the previous torch thread
     count is restored afterwards.
     ``on_mismatch``: what to do when ``out_dir`` holds a run (``last.pt``) of another
-    configuration or on other data: "error" (:class:`CheckpointMismatchError`) or "restart"
-    (discard it and train afresh; the workflow's choice, since Snakemake re-runs the job
-    precisely because the configuration or the data changed).
+    configuration or on other data: "error"
+    (:class:`~echolatent.models.checkpoint.CheckpointMismatchError`) or "restart" (discard it
+    and train afresh; the workflow's choice, since Snakemake re-runs the job precisely
+    because the configuration or the data changed).
     """
     if on_mismatch not in ("error", "restart"):
         raise ValueError(f"on_mismatch must be 'error' or 'restart', got {on_mismatch!r}")
@@ -395,13 +232,13 @@ def _train(train_masks: np.ndarray, train_attrs: np.ndarray | None,
         raise ValueError("train and val attributes must both be given with the same columns")
 
     cfg_dict = cfg.to_dict()
-    fingerprint = _fingerprint(tr_masks, tr_attrs, tr_phase, va_masks, va_attrs, va_phase)
+    fingerprint = data_fingerprint(tr_masks, tr_attrs, tr_phase, va_masks, va_attrs, va_phase)
     last_path = out / "last.pt"
     # The resume state must come from the same configuration and data. It is checked against
     # what last.pt itself stores: config.json may have been deleted (Snakemake removes a job's
     # declared outputs before re-running it).
-    resume = _resume_state(last_path, cfg_dict, fingerprint, on_mismatch, say)
-    _write_text_atomic(out / "config.json", json.dumps(cfg_dict, indent=2) + "\n")
+    resume = resume_state(last_path, cfg_dict, fingerprint, on_mismatch, say)
+    write_text_atomic(out / "config.json", json.dumps(cfg_dict, indent=2) + "\n")
 
     device = resolve_device(cfg.device, say)
     on_cuda = device.type == "cuda"
@@ -549,36 +386,6 @@ def _train(train_masks: np.ndarray, train_attrs: np.ndarray | None,
     return summary
 
 
-def _resume_state(last_path: Path, cfg_dict: dict[str, Any], fingerprint: str,
-                  on_mismatch: str, say: Callable[[str], None]) -> dict[str, Any] | None:
-    """The resumable state in ``last_path`` when it belongs to this configuration and data.
-
-    Returns None when there is nothing to resume. A state of another configuration or data
-    raises :class:`CheckpointMismatchError` (``on_mismatch="error"``) or is deleted
-    (``"restart"``). A file the safe loader refuses always raises: it is never deleted
-    silently.
-    """
-    if not last_path.exists():
-        return None
-    ckpt = load_checkpoint(last_path, map_location="cpu")
-    problems = _config_diff(ckpt["config"], cfg_dict, ignore=RUNTIME_KEYS)
-    if problems:
-        problem = ("holds a run with another configuration; differences (stored != requested): "
-                   + "; ".join(problems))
-    elif ckpt.get("data_fingerprint") != fingerprint:
-        problem = "was trained on other data (different masks, attributes, phase or split)"
-    elif int(ckpt["best_epoch"]) > 0 and "best" not in ckpt:
-        problem = "was written by an older EchoLatent that did not keep the best state in it"
-    else:
-        return ckpt
-    if on_mismatch == "restart":
-        say(f"{last_path} {problem}: starting afresh")
-        last_path.unlink()
-        return None
-    raise CheckpointMismatchError(f"{last_path} {problem}; use a new output directory or "
-                                  f"delete it")
-
-
 @torch.no_grad()
 def _validate(model: MaskVAE, masks: np.ndarray, attrs: np.ndarray | None,
               phase: np.ndarray | None, cfg: TrainConfig, device: torch.device,
@@ -623,7 +430,7 @@ def _write_history(path: Path, history: list[dict[str, float]]) -> None:
     for row in history:
         lines.append("\t".join(str(int(row[c])) if c == "epoch" else _fmt(float(row[c]))
                                for c in cols))
-    _write_text_atomic(path, "\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def _finalise(out: Path, cfg: TrainConfig, device: torch.device, tr_masks: np.ndarray,
@@ -648,7 +455,7 @@ def _finalise(out: Path, cfg: TrainConfig, device: torch.device, tr_masks: np.nd
         name = cfg.attribute_name(j, k) if (cfg.loss.uses_attributes and j < k) else ""
         lines.append(f"{j}\t{name}\t{_fmt(float(zmin[j]))}\t{_fmt(float(zmax[j]))}\t"
                      f"{_fmt(float(p01[j]))}\t{_fmt(float(p99[j]))}")
-    _write_text_atomic(out / "latent_bounds.tsv", "\n".join(lines) + "\n")
+    write_text_atomic(out / "latent_bounds.tsv", "\n".join(lines) + "\n")
 
     mu_va, _, rec_va = encode(model, va_masks, cfg.eval_batch_size, device, channels_last)
     dice = dice_per_class(rec_va, va_masks, nc)
@@ -678,5 +485,5 @@ def _finalise(out: Path, cfg: TrainConfig, device: torch.device, tr_masks: np.nd
         with torch.no_grad():
             pred = model.phase(torch.from_numpy(mu_va).to(device)).float().cpu().numpy()
         summary["val_phase_mse"] = float(np.mean((pred - va_phase) ** 2))
-    _write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

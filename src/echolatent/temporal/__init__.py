@@ -6,11 +6,10 @@ Modules
 :mod:`~.thresholds`  threshold tables: published, re-derived from reference sequences
 :mod:`~.smoothing`   the exact snake smoother (banded solves) and ``smooth_trajectories``
 :mod:`~.preclean`    morphological pre-cleaning of label maps
-:mod:`~.pipeline`    encoding of shards and temporal correction with a trained VAE (torch)
-:mod:`~.frame_repair`  the default correction: only the flagged frames, rebuilt through the latent space
+:mod:`~.correction`  temporal correction with a trained VAE: the repair (default) and the smoothing
 :mod:`~.evaluation`  detection rates against a synthetic cohort's injected defects
 :mod:`~.export`      NIfTI export of corrected sequences
-:mod:`~.stages`, :mod:`~.workflow`  one function per workflow rule, and the rules' paths
+:mod:`~.workflow`    the temporal rules' paths (the functions they call: :mod:`echolatent.stages.temporal`)
 """
 
 from echolatent.temporal.metric import (CAMUS_BOUNDS, TEMPORAL_THRESHOLDS, consistency_deviation, derive_thresholds,

@@ -55,7 +55,7 @@ def _field(name: str):
 class CorrectionConfig:
     """Parameters of the temporal correction (defaults: the workflow's, from the schema).
 
-    ``method="repair"`` repairs the flagged frames only (:mod:`echolatent.temporal.frame_repair`);
+    ``method="repair"`` repairs the flagged frames only (:mod:`echolatent.temporal.correction.repair`);
     sequences it leaves inconsistent go to the smoothing when ``fallback="smooth"``.
     ``method="smooth"`` is the TMI 2022 pipeline with the smoothing options. Each field is
     described in the schema under the key :data:`FIELDS` names.

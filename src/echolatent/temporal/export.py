@@ -57,7 +57,7 @@ def export_nifti(mask_shard, out_dir, *, manifest=None, dataset: str = "mask_nat
                      "file": shown})
     table = pd.DataFrame(rows, columns=["patient_id", "view", "n_frames", "file"])
     if manifest is not None:
-        from echolatent.shape_tables import write_table
+        from echolatent.io.tables import write_table
 
         write_table(table, manifest)
     return table

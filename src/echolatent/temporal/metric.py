@@ -73,7 +73,7 @@ Two adjacent spiked frames
 A defect on two consecutive frames ``t, t+1`` with the same sign and size ``h`` shows as
 ``d ≈ h / 2`` on both (and ``-h / 2`` on ``t - 1`` and ``t + 2``): half the response of a single
 spike, whatever the end rule. The metric flags them when ``h / 2 > τ``; the repair planner
-(:func:`echolatent.temporal.frame_repair.plan_repairs`) re-estimates such a pair together.
+(:func:`echolatent.temporal.correction.planning.plan_repairs`) re-estimates such a pair together.
 """
 
 from __future__ import annotations

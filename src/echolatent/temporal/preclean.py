@@ -13,7 +13,7 @@ Steps, applied to every frame independently (vectorised over the frames of a seq
 3. **Fill gaps between LV and MYO.** Background pixels enclosed by LV ∪ MYO become MYO.
 4. **Labels the model does not know.** With ``keep_atrium=False`` (a 3-class model,
    as in the reference) the LA becomes background; how the LA is put back after decoding
-   is decided in :mod:`echolatent.temporal.pipeline`.
+   is decided in :mod:`echolatent.temporal.correction.smooth`.
 
 Connected components are labelled once per call for the whole (T, H, W) stack with a
 structuring element that does not connect frames.

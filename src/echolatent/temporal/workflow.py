@@ -21,13 +21,13 @@ def settings(config: dict) -> dict:
 
 
 def correction_settings(config: dict) -> dict:
-    """What the correction rule passes to :func:`echolatent.temporal.stages.correction_stage`:
+    """What the correction rule passes to :func:`echolatent.stages.temporal.correction_stage`:
     the ``temporal:`` and ``encoding:`` sections (defaults filled in)."""
     return {"temporal": settings(config), "encoding": check_section(config.get("encoding") or {}, "encoding")}
 
 
 def reference(settings: dict, synthetic: bool) -> str:
-    """Which masks are the reference sequences of the thresholds (see :mod:`echolatent.temporal.stages`)."""
+    """Which masks are the reference sequences of the thresholds (see :mod:`echolatent.stages.temporal`)."""
     choice = settings["thresholds"]["reference"]
     if choice == "auto":
         return "observed" if synthetic else "input"

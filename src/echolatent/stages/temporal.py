@@ -1,7 +1,28 @@
-"""One function per workflow rule of the latent-encoding and temporal stages.
+"""Stage "temporal consistency": the functions its rules call (``workflow/rules/temporal.smk``).
 
-The Snakemake scripts only unpack the ``snakemake`` object and call these, so every rule
-can also be run (and tested) from Python.
+Rules, their files and their function
+-------------------------------------
+``temporal_thresholds``    reference attribute tables (``results/attributes/{truth,input}/``),
+                           ``patients.tsv`` (and ``truth/frames.tsv``) ->
+                           ``results/temporal/thresholds.tsv``; :func:`image_thresholds_stage`
+``temporal_detection``     ``results/attributes/input/``, ``truth/frames.tsv``, ``patients.tsv``
+                           and the image thresholds -> ``results/temporal/detection.tsv``;
+                           :func:`detection_stage`
+``latent_thresholds``      the checkpoint, its ``latent_bounds.tsv``, the image thresholds (and
+                           reference shards) -> ``results/temporal/{model}/latent_thresholds.tsv``;
+                           :func:`latent_thresholds_stage`
+``temporal_correction``    the checkpoint, a cohort shard, both thresholds tables (and the truth
+                           shard, ``frames.tsv``) -> ``results/temporal/{model}/shard-{k}.tsv``
+                           (before/after, one row per sequence) and ``shard-{k}.h5`` (corrected
+                           masks); :func:`correction_stage`
+``export_temporal_nifti``  ``results/temporal/{model}/shard-{k}.h5`` -> one NIfTI file per
+                           sequence under ``results/temporal/{model}/nifti/`` and the manifest
+                           ``nifti/shard-{k}.tsv``; :func:`export_stage`
+``temporal_summary``       the per-shard before/after tables -> ``results/temporal/{model}/summary.tsv``;
+                           :func:`summary_stage`
+
+The rules' paths are :mod:`echolatent.temporal.workflow`; the logic is in
+:mod:`echolatent.temporal` (thresholds, evaluation, correction, export).
 
 Reference sequences (for thresholds)
 ------------------------------------
@@ -31,18 +52,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from echolatent.io.tables import read_table, write_table
 from echolatent.shape.attributes import temporal_attribute
+from echolatent.stages.encode import load_corrector
 from echolatent.temporal.thresholds import by_attribute, derive_thresholds_table, read_thresholds, write_thresholds
 
 __all__ = [
     "REFERENCES",
-    "load_corrector",
     "read_latent_bounds",
     "image_thresholds_stage",
     "latent_thresholds_stage",
     "detection_stage",
-    "encode_stage",
     "correction_stage",
+    "export_stage",
     "summary_stage",
 ]
 
@@ -59,24 +81,6 @@ def _members(patients, splits) -> set[str]:
     return members
 
 
-def load_corrector(checkpoint, device: str = "auto", log=None):
-    """``(model, attribute_names, device)`` of a checkpoint written by the trainer.
-
-    ``attribute_names`` are the attributes tied to latent dims 0..K-1 (AR-VAE), [] otherwise;
-    an AR-VAE checkpoint that does not name them has the trainer's default (the seven
-    attributes of the TMI 2022 order).
-    """
-    from echolatent.models.training import ATTRIBUTE_NAMES, load_checkpoint, load_model, resolve_device
-
-    dev = resolve_device(device, (lambda m: print(m, file=log, flush=True)) if log is not None else None)
-    config = load_checkpoint(checkpoint, map_location="cpu")["config"]
-    model = load_model(checkpoint, device=dev)
-    names = []
-    if config["loss"]["kind"] == "ar-vae":
-        names = list(config.get("attribute_names") or ATTRIBUTE_NAMES)
-    return model, names, dev
-
-
 def read_latent_bounds(path) -> pd.DataFrame:
     """The trainer's ``latent_bounds.tsv`` (``dim, attribute, z_min, z_max, mu_p01, mu_p99``)."""
     table = pd.read_csv(path, sep="\t", dtype={"attribute": str}, keep_default_na=False,
@@ -88,8 +92,7 @@ def read_latent_bounds(path) -> pd.DataFrame:
 
 
 def _read_attributes(tables) -> pd.DataFrame:
-    return pd.concat([pd.read_parquet(t) if str(t).endswith(".parquet") else pd.read_csv(t, sep="\t")
-                      for t in tables], ignore_index=True)
+    return pd.concat([read_table(t) for t in tables], ignore_index=True)
 
 
 def _with_defects(table: pd.DataFrame, frames, cycle: str) -> pd.DataFrame:
@@ -142,10 +145,10 @@ def latent_thresholds_stage(checkpoint, latent_bounds, image_thresholds, *, mode
     normalised by the same min/max: the thresholds are then in the units they are applied in.
     A model without attribute dimensions gives an empty table (plain snake).
     """
-    from echolatent.temporal.pipeline import encode_mu, model_input, _shard_grid
+    from echolatent.io.shards import iter_shard, shard_grid
+    from echolatent.models.inference import encode_mu, knows_atrium, model_input
     from echolatent.temporal.preclean import preclean
     from echolatent.temporal.thresholds import THRESHOLD_COLUMNS
-    from echolatent.io.shards import iter_shard
 
     if mode not in LATENT_MODES:
         raise ValueError(f"temporal latent_thresholds must be one of {LATENT_MODES}, got {mode!r}")
@@ -169,10 +172,10 @@ def latent_thresholds_stage(checkpoint, latent_bounds, image_thresholds, *, mode
                                "reference": "image-thresholds"}, columns=THRESHOLD_COLUMNS)
     else:
         members = _members(patients, splits)
-        keep_la = int(model.config.n_classes) > 3
+        keep_la = knows_atrium(model)
         rows = []
         for ref_shard, cohort_shard in zip(reference_shards, cohort_shards):
-            grid = _shard_grid(cohort_shard)
+            grid = shard_grid(cohort_shard)
             attrs_from = None if str(ref_shard) == str(cohort_shard) else cohort_shard
             for sequence in iter_shard(ref_shard, ("mask_native",), attrs_from=attrs_from):
                 if sequence.patient_id not in members:
@@ -208,7 +211,6 @@ def detection_stage(attribute_tables, frames, thresholds, *, cycle: str = "full"
     ``test``, then ``all``) in a leading ``split`` column: the thresholds were derived on the
     reference splits, so the test rows are the held-out figures.
     """
-    from echolatent.shape_tables import write_table
     from echolatent.temporal.evaluation import detection_rates, injected_defects
 
     attributes = _read_attributes(attribute_tables)
@@ -238,16 +240,6 @@ def detection_stage(attribute_tables, frames, thresholds, *, cycle: str = "full"
     return rates
 
 
-def encode_stage(checkpoint, shard, *, out_table, out_h5, model_name: str = "", device: str = "auto",
-                 batch_size: int = 256, log=None) -> pd.DataFrame:
-    """Latent means, log-variances and reconstructions of a shard (rule ``encode_latents``)."""
-    from echolatent.temporal.pipeline import encode_shard
-
-    model, _, dev = load_corrector(checkpoint, device, log)
-    return encode_shard(shard, model, out_table=out_table, out_h5=out_h5, batch_size=batch_size, device=dev,
-                        model_name=model_name, log=log)
-
-
 def correction_stage(checkpoint, shard, image_thresholds, latent_thresholds, *, settings: dict,
                      truth_shard=None, frames=None, cycle: str = "full", patients=None, out_table=None, out_h5=None,
                      model_name: str = "", device: str = "auto", log=None) -> pd.DataFrame:
@@ -259,9 +251,9 @@ def correction_stage(checkpoint, shard, image_thresholds, latent_thresholds, *, 
     configuration's ``temporal`` and ``encoding`` sections (``{"temporal": ..., "encoding": ...}``;
     absent keys take the schema's defaults).
     """
-    from echolatent.shape_tables import write_table
     from echolatent.temporal.config import CorrectionConfig
-    from echolatent.temporal.pipeline import LatentConstraint, correct_shard
+    from echolatent.temporal.correction.consistency import LatentConstraint
+    from echolatent.temporal.correction.shard import correct_shard
 
     model, _, dev = load_corrector(checkpoint, device, log)
     # the rows of the seven attributes, in the columns the table names (mm or pixels)
@@ -292,7 +284,18 @@ def correction_stage(checkpoint, shard, image_thresholds, latent_thresholds, *, 
     return table
 
 
-def summary_stage(tables, *, model: str | None = None, out=None) -> pd.DataFrame:
+def export_stage(mask_shard, out_dir, *, manifest, log=None) -> pd.DataFrame:
+    """Corrected sequences of one shard as NIfTI, one folder per patient (rule ``export_temporal_nifti``;
+    :func:`echolatent.temporal.export.export_nifti`); the manifest's paths are relative to ``out_dir``."""
+    from echolatent.temporal.export import export_nifti
+
+    table = export_nifti(mask_shard, out_dir, manifest=manifest, relative_to=out_dir)
+    if log is not None:
+        print(f"{len(table)} sequences written under {out_dir}", file=log, flush=True)
+    return table
+
+
+def summary_stage(tables, *, model: str | None = None, out=None, log=None) -> pd.DataFrame:
     """Cohort totals of the per-shard correction tables (rule ``temporal_summary``).
 
     One row per split (``train``, ``val``, ``test``, ``all``, when the tables have a
@@ -300,10 +303,9 @@ def summary_stage(tables, *, model: str | None = None, out=None) -> pd.DataFrame
     synthetic cohorts also the sequences with and without an injected spike when a
     ``spiked`` column is present): sequences, inconsistent
     sequences and frames before/after, anatomical errors before/after, mean Dice to the
-    truth before/after. ``model``: the model's name, in a leading ``model`` column.
+    truth before/after. ``model``: the model's name, in a leading ``model`` column; ``log``:
+    where the table is printed.
     """
-    from echolatent.shape_tables import write_table
-
     table = pd.concat([pd.read_csv(t, sep="\t") for t in tables], ignore_index=True)
     splits = ["all"]
     if "split" in table.columns:
@@ -325,6 +327,8 @@ def summary_stage(tables, *, model: str | None = None, out=None) -> pd.DataFrame
         result.insert(0, "model", model)
     if out is not None:
         write_table(result, Path(out))
+    if log is not None:
+        print(result.to_string(index=False), file=log, flush=True)
     return result
 
 

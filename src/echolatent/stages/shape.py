@@ -1,4 +1,13 @@
-"""Per-frame and per-patient shape tables of cohort shards (stage "anatomical evaluation").
+"""Stage "anatomical evaluation": the functions its rules call (``workflow/rules/anatomy.smk``).
+
+Rules, their files and their function
+-------------------------------------
+``anatomical_metrics``  a mask shard (and, for truth shards, the cohort shard) ->
+                        ``results/anatomy/{source}/shard-{k}.parquet`` (the 12 criteria) and
+                        ``results/attributes/{source}/shard-{k}.parquet`` (shape attributes);
+                        :func:`anatomy_stage`
+``clinical_indices``    the cohort shards -> ``results/clinical/indices.tsv`` (one row per
+                        patient); :func:`clinical_stage`
 
 Glue between the cohort shards (:mod:`echolatent.io.shards`) and the measures
 (:mod:`echolatent.shape.criteria`, :mod:`echolatent.shape.attributes`, :mod:`echolatent.shape.clinical`):
@@ -21,14 +30,15 @@ the native grid (:func:`echolatent.shape.criteria.anatomical_metrics`).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from echolatent.io.atomic import atomic_path
 from echolatent.io.shards import iter_shard
+from echolatent.io.tables import write_table
 from echolatent.shape.criteria import anatomical_metrics
+
+__all__ = ["anatomy_stage", "clinical_stage", "cohort_clinical_indices", "shard_anatomy_tables",
+           "shard_clinical_records"]
 
 ID_COLUMNS = ["patient_id", "view", "frame", "frame_pos"]
 
@@ -105,17 +115,6 @@ def shard_anatomy_tables(shard, *, dataset: str = "mask_native", attrs_from=None
     return pd.concat(criteria, ignore_index=True), pd.concat(attributes, ignore_index=True)
 
 
-def write_table(table: pd.DataFrame, path) -> None:
-    """Write a table (``.parquet`` or ``.tsv``) under a temporary name, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        if path.suffix == ".parquet":
-            table.to_parquet(tmp, index=False)
-        else:
-            table.to_csv(tmp, sep="\t", index=False)
-
-
 def shard_clinical_records(shard, *, dataset: str = "mask_native", attrs_from=None) -> list[dict]:
     """ED and ES frames of every sequence of a shard, as :func:`echolatent.shape.clinical.clinical_indices` records.
 
@@ -142,3 +141,30 @@ def cohort_clinical_indices(shards, *, dataset: str = "mask_native", rule: str =
     records = [record for shard, meta in zip(shards, metas)
                for record in shard_clinical_records(shard, dataset=dataset, attrs_from=meta)]
     return clinical_indices(records, rule=rule)
+
+
+def anatomy_stage(masks, *, attrs_from=None, dataset: str, grid, out_criteria, out_attributes,
+                  log=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The criteria and attributes tables of one shard of one mask source (rule ``anatomical_metrics``).
+
+    ``masks``: the shard holding the source's masks; ``attrs_from``: the cohort shard, for
+    shards holding masks only (see :func:`shard_anatomy_tables`).
+    """
+    criteria, attributes = shard_anatomy_tables(masks, dataset=dataset, attrs_from=attrs_from, grid=grid)
+    write_table(criteria, out_criteria)
+    write_table(attributes, out_attributes)
+    if log is not None:
+        print(f"{len(criteria)} frames, {int(criteria['anatomical_errors'].sum())} with anatomical errors "
+              f"(criteria grid: {grid})", file=log, flush=True)
+    return criteria, attributes
+
+
+def clinical_stage(shards, *, dataset: str, rule: str, out, log=None) -> pd.DataFrame:
+    """Biplane Simpson EDV/ESV/EF and LA volume per patient (rule ``clinical_indices``;
+    :func:`cohort_clinical_indices`), written to ``out``."""
+    table = cohort_clinical_indices(shards, dataset=dataset, rule=rule)
+    write_table(table, out)
+    if log is not None:
+        print(f"{len(table)} patients, {int(table['foreshortening'].sum())} flagged for foreshortening", file=log,
+              flush=True)
+    return table

@@ -1,0 +1,101 @@
+"""Latent encoding of a cohort shard: a per-frame table of codes and a shard of reconstructions.
+
+Every frame is resized (nearest) from its native grid to the model input, LA dropped for a
+model without an LA class (:func:`~echolatent.models.inference.model_input`), and encoded:
+posterior mean ``mu``, log-variance and the argmax decoding of ``mu`` with its hard Dice to
+the encoded input.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from echolatent.io.mask_shards import MaskShardWriter
+from echolatent.io.shards import iter_shard_batches, shard_grid
+from echolatent.io.tables import write_table
+from echolatent.models.config import CLASS_NAMES
+from echolatent.models.inference import decode_masks, encode, model_input
+from echolatent.models.quality import dice_scores
+
+__all__ = ["encode_shard"]
+
+
+def encode_shard(shard, model, *, out_table=None, out_h5=None, batch_size: int = 256, device="cpu",
+                 model_name: str = "", log=None) -> pd.DataFrame:
+    """Encode every frame of a cohort shard (one row per frame).
+
+    Parameters
+    ----------
+    shard : path
+        A cohort shard (``mask_native`` is read and resized to the model input).
+    model : MaskVAE
+    out_table : path, optional
+        Per-frame table (``.parquet`` or ``.tsv``), written atomically.
+    out_h5 : path, optional
+        Mask shard with the reconstructions: ``mask`` (model grid), ``mask_native`` (on the
+        native grid: logits resized bilinearly, then argmax), ``frame_pos`` and the group
+        attributes of the cohort.
+
+    Returns
+    -------
+    DataFrame
+        ``patient_id, view, frame, frame_pos, mu_0..mu_{D-1}, logvar_0..logvar_{D-1}``,
+        ``dice_lv, dice_myo[, dice_la]`` (reconstruction vs encoded input) and ``dice_mean``.
+    """
+    n_classes, latent_dim = int(model.config.n_classes), int(model.config.latent_dim)
+    labels = tuple(range(1, n_classes))
+    grid = shard_grid(shard)
+    tables, started, n_frames = [], time.perf_counter(), 0
+
+    def encode_chunk(chunk):
+        """Encode and decode the frames of several sequences in shared network calls."""
+        inputs = [model_input(sequence.arrays["mask_native"], model, grid) for sequence in chunk]
+        x = np.concatenate(inputs)
+        mu, logvar, recon = encode(model, x, batch_size=batch_size, device=device)
+        dice = dice_scores(recon, x, labels)
+        offsets = np.cumsum([0] + [len(i) for i in inputs])
+        shapes = {sequence.arrays["mask_native"].shape[-2:] for sequence in chunk}
+        native_recon = None
+        if writer is not None and len(shapes) == 1:
+            native_recon = decode_masks(model, mu, batch_size=batch_size, device=device, size=shapes.pop(), grid=grid)
+        for j, sequence in enumerate(chunk):
+            part = slice(offsets[j], offsets[j + 1])
+            table = pd.DataFrame({"patient_id": sequence.patient_id, "view": sequence.view,
+                                  "frame": np.arange(offsets[j + 1] - offsets[j]),
+                                  "frame_pos": sequence.arrays["frame_pos"]})
+            table = pd.concat([
+                table,
+                pd.DataFrame(mu[part], columns=[f"mu_{k}" for k in range(latent_dim)]),
+                pd.DataFrame(logvar[part], columns=[f"logvar_{k}" for k in range(latent_dim)]),
+                pd.DataFrame(dice[part], columns=[f"dice_{CLASS_NAMES[c]}" for c in labels]),
+            ], axis=1)
+            with np.errstate(all="ignore"):
+                table["dice_mean"] = np.nanmean(dice[part], axis=1) if dice.size else np.nan
+            tables.append(table)
+            if writer is not None:
+                native = sequence.arrays["mask_native"]
+                own = native_recon[part] if native_recon is not None else decode_masks(
+                    model, mu[part], batch_size=batch_size, device=device, size=native.shape[-2:], grid=grid)
+                writer.write(sequence, {"mask": recon[part], "mask_native": own,
+                                        "frame_pos": sequence.arrays["frame_pos"]})
+        return len(x)
+
+    with MaskShardWriter.optional(out_h5, source="reconstruction", model=model_name,
+                                  image_size=model.config.input_size) as writer:
+        # a network batch's worth of frames per call
+        for chunk in iter_shard_batches(shard, ("mask_native", "frame_pos"), batch_size,
+                                        size=lambda sequence: len(sequence.arrays["mask_native"])):
+            n_frames += encode_chunk(chunk)
+        if not tables:
+            raise ValueError(f"{shard}: the shard holds no sequences")
+    result = pd.concat(tables, ignore_index=True)
+    if log is not None:
+        seconds = time.perf_counter() - started
+        print(f"{shard}: encoded {n_frames} frames in {seconds:.1f} s ({n_frames / max(seconds, 1e-9):.0f} frames/s); "
+              f"mean reconstruction Dice {result['dice_mean'].mean():.4f}", file=log, flush=True)
+    if out_table is not None:
+        write_table(result, out_table)
+    return result

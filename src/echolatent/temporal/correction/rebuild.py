@@ -1,0 +1,128 @@
+"""Rebuilding the repaired regions of a frame, calibrated on the decoder's error.
+
+Step 5 of the repair (:mod:`echolatent.temporal.correction.repair`, which states the formula):
+a repaired region is the decoding of the frame's re-estimated code, in signed distances
+(:mod:`~echolatent.temporal.correction.regions`), plus the decoder's reconstruction error at
+its trusted neighbours interpolated to the frame, so that it joins its input neighbours
+without a seam.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from echolatent.labels import LA
+from echolatent.temporal.correction.interpolation import trusted_neighbours
+from echolatent.temporal.correction.regions import REGIONS, compose_regions, region_sdf
+from echolatent.temporal.preclean import preclean
+
+__all__ = ["repair_frames"]
+
+
+def repair_frames(base: np.ndarray, decoded_mu: np.ndarray, decoded_z: dict, regions: np.ndarray,
+                  *, keep_atrium: bool = True, decoder_weight: float = 1.0, minimal=None, valid=None,
+                  return_regions: bool = False, cycle=None):
+    """Rebuild the repaired regions of the frames of a sequence (the module docstring).
+
+    Parameters
+    ----------
+    base : ndarray (T, H, W)
+        Pre-cleaned input.
+    decoded_mu : ndarray (T, H, W) or dict {t: ndarray (H, W)}
+        Decoding of the encoded input (on the native grid); only the trusted neighbours of
+        the repaired frames are read, so a dict of those frames is enough.
+    decoded_z : dict {t: ndarray (H, W)}
+        Decoding of the re-estimated code of each repaired frame.
+    regions : ndarray (T, 3) bool
+        Regions (:data:`.REGIONS` order) each frame repairs; frames repairing none are trusted.
+    keep_atrium : bool
+        False for a model without the LA class: the heart outline keeps the input.
+    decoder_weight : float
+        Weight of the decoder's path (the bracket of the module docstring is always added in full):
+        1 follows the decoder, 0 interpolates the neighbours' outlines alone.
+    minimal : ndarray (T,) bool, optional
+        Frames (repaired for an anatomical error only) that take the smallest edit: every
+        non-empty subset of their regions is tried, and the valid result (``valid``) that
+        changes the fewest pixels of the input is kept (all their regions if none is valid).
+        A cut through the wall then rebuilds the epicardium alone, and a missing atrial band
+        the heart outline alone, instead of the LV, the wall and the atrium together.
+    valid : callable, optional
+        ``valid(frame) -> bool``: whether a rebuilt (pre-cleaned) frame passes the anatomical
+        criteria; needed with ``minimal``.
+    return_regions : bool
+        Also return the regions actually rebuilt per frame (``minimal`` may use fewer).
+    cycle : {"full", "half", None}
+        Which trusted frames calibrate a repaired end frame (:func:`.trusted_neighbours`):
+        the periodic neighbours on a full cycle, the nearest trusted frame on a half cycle.
+
+    Returns
+    -------
+    ndarray (T, H, W) uint8
+        The sequence with the repaired frames rebuilt (and pre-cleaned), the others unchanged.
+        Where a frame keeps its heart outline, its input LA pixels that are LA in both trusted
+        neighbours stay LA: a rebuilt LV or wall does not take the atrium (an endocardial spike
+        leaves the atrium where it was).
+    ndarray (T, 3) bool
+        With ``return_regions``: the regions rebuilt per frame.
+    """
+    regions = np.array(regions, bool)
+    if not keep_atrium:
+        regions[:, REGIONS.index("heart")] = False
+    if minimal is not None and valid is None:
+        raise ValueError("minimal edits need the validity check `valid`")
+    out = np.array(base, dtype=np.uint8, copy=True)
+    trusted = ~regions.any(axis=1)
+    if trusted.all():
+        return (out, regions) if return_regions else out
+    prev, nxt, a = trusted_neighbours(trusted, cycle)
+    cache = {}
+
+    def sdf(kind, t, region):
+        key = (kind, t, region)
+        if key not in cache:
+            source = {"in": base, "dec": decoded_mu, "z": decoded_z}[kind]
+            cache[key] = region_sdf(source[t], region)
+        return cache[key]
+
+    def rebuilt(t, region):
+        p, n, w = prev[t], nxt[t], a[t]
+        interp_in = w * sdf("in", p, region) + (1 - w) * sdf("in", n, region)
+        if decoder_weight == 0:
+            return interp_in
+        interp_dec = w * sdf("dec", p, region) + (1 - w) * sdf("dec", n, region)
+        return interp_in + decoder_weight * (sdf("z", t, region) - interp_dec)
+
+    def build(t, chosen):
+        frame = compose_regions({region: rebuilt(t, region) if chosen[j] else sdf("in", t, region)
+                                 for j, region in enumerate(REGIONS)})
+        if not chosen[REGIONS.index("heart")]:
+            # The atrium is not repaired here: its input pixels that the trusted neighbours
+            # agree on stay LA, so a rebuilt LV or wall does not take them.
+            frame[(base[t] == LA) & (base[prev[t]] == LA) & (base[nxt[t]] == LA)] = LA
+        return preclean(frame[None], keep_atrium=True)[0]
+
+    for t in np.flatnonzero(~trusted):
+        if minimal is None or not minimal[t]:
+            out[t] = build(t, regions[t])
+            continue
+        best = None
+        for subset in _subsets(regions[t]):
+            frame = build(t, subset)
+            if valid(frame):
+                changed = int(np.count_nonzero(frame != base[t]))
+                if best is None or changed < best[0]:
+                    best = (changed, frame, subset)
+        if best is None:
+            out[t] = build(t, regions[t])
+        else:
+            out[t], regions[t] = best[1], best[2]
+    return (out, regions) if return_regions else out
+
+
+def _subsets(chosen: np.ndarray):
+    """Non-empty subsets of the regions marked in ``chosen`` (R,), as (R,) bool arrays."""
+    index = np.flatnonzero(chosen)
+    for bits in range(1, 2 ** len(index)):
+        subset = np.zeros_like(chosen)
+        subset[index[[k for k in range(len(index)) if bits >> k & 1]]] = True
+        yield subset

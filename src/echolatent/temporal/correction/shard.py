@@ -1,0 +1,153 @@
+"""Correcting every sequence of a cohort shard: the before/after table and the corrected mask shard."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from echolatent.io.mask_shards import MaskShardWriter
+from echolatent.io.shards import iter_shard, iter_shard_batches, shard_grid
+from echolatent.io.tables import write_table
+from echolatent.labels import BACKGROUND as BG
+from echolatent.labels import LA
+from echolatent.models.config import CLASS_NAMES
+from echolatent.models.inference import knows_atrium
+from echolatent.models.quality import dice_scores
+from echolatent.resample import resize_masks_nearest
+from echolatent.shape.criteria import anatomical_metrics
+from echolatent.temporal.config import CorrectionConfig
+from echolatent.temporal.correction.consistency import LatentConstraint
+from echolatent.temporal.correction.sequences import correct_sequences
+from echolatent.temporal.evaluation import end_thresholds
+from echolatent.temporal.metric import temporal_consistency
+
+__all__ = ["correct_shard"]
+
+
+def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: LatentConstraint | None,
+                  config: CorrectionConfig | None = None, truth_shard=None, out_table=None, out_h5=None,
+                  model_name: str = "", device="cpu", chunk_sequences: int = 64, log=None,
+                  cycle=None) -> pd.DataFrame:
+    """Correct every sequence of a cohort shard; before/after table and corrected mask shard.
+
+    Parameters
+    ----------
+    shard : path
+        Cohort shard (``mask_native`` and the group attributes are used).
+    model : MaskVAE
+    image_thresholds : DataFrame
+        Image-space rows of a thresholds table (the seven attributes of
+        :data:`~echolatent.shape.attributes.TEMPORAL_ATTRIBUTES`, bounds and ``tau``).
+    constraint : LatentConstraint or None
+    config : CorrectionConfig
+    truth_shard : path, optional
+        Truth shard of a synthetic cohort: Dice to the clean masks before and after.
+    out_table : path, optional
+        The table (TSV or parquet), written atomically.
+    out_h5 : path, optional
+        Mask shard of the cohort layout: ``mask_native`` (corrected), ``mask`` (corrected,
+        on the cohort's model grid), ``frame_pos``, ``mu`` and ``z`` (latent trajectories
+        before/after correction, when corrected) and the cohort group attributes.
+    chunk_sequences : int
+        Sequences corrected together (one network call to encode them).
+    cycle : {"full", "half", None}
+        The cohort's cycle (``cohort.cycle``): end-frame rule of the temporal metric, as in
+        :func:`~echolatent.temporal.correction.sequences.correct_sequences`; the thresholds must
+        have been derived with the same rule.
+
+    Returns
+    -------
+    DataFrame, one row per sequence
+        ``patient_id, view, n_frames, method, corrected, replaced_frames, rounds``; per
+        attribute ``inconsistent_{attr}_before/_after`` (frame counts); ``inconsistent_frames_*``,
+        ``inconsistent_frame_ratio_*``, ``sequence_inconsistent_*``;
+        ``anatomical_errors_before/_after`` (frames failing the 12 criteria);
+        ``latent_inconsistent_frames_before/_after`` (constrained dims, latent thresholds);
+        ``mean_constrained_weight``; with a truth shard ``dice_{lv,myo,la}_before/_after``
+        and ``dice_before/_after`` (mean over frames and structures).
+    """
+    config = config or CorrectionConfig()
+    names, lo, hi, tau = (image_thresholds["name"].tolist(), image_thresholds["lo"].to_numpy(float),
+                          image_thresholds["hi"].to_numpy(float), image_thresholds["tau"].to_numpy(float))
+    image = (names, lo, hi, tau, end_thresholds(image_thresholds))
+    truth = None
+    if truth_shard is not None:
+        truth = {(s.patient_id, s.view): s.arrays["mask_native"] for s in iter_shard(truth_shard, ("mask_native",))}
+    drop_la = not knows_atrium(model) and config.atrium == "drop"
+    labels = (1, 2) if drop_la else (1, 2, 3)
+    grid = shard_grid(shard)
+    cohort_size = grid or int(model.config.input_size)
+    rows, started, n_frames = [], time.perf_counter(), 0
+
+    def run(batch):
+        nonlocal n_frames
+        inputs = [s.arrays["mask_native"] for s in batch]
+        spacings = [s.spacing("mask_native") for s in batch]
+        results = correct_sequences(model, inputs, constraint=constraint, config=config, spacings=spacings,
+                                    image=image, grid=grid, device=device, cycle=cycle)
+        for sequence, before, spacing, r in zip(batch, inputs, spacings, results):
+            after = r.masks
+            n_frames += len(after)
+            row = {"patient_id": sequence.patient_id, "view": sequence.view, "n_frames": len(after),
+                   "method": r.method, "corrected": r.corrected, "replaced_frames": int(r.replaced.sum()),
+                   "rounds": r.rounds}
+            for when, check in (("before", r.check_before), ("after", r.check_after)):
+                row.update({f"{k}_{when}": v for k, v in _frame_counts(check, names).items()})
+            anatomy_before = anatomical_metrics(np.where(before == LA, BG, before) if drop_la else before, spacing,
+                                                labels=labels)
+            anatomy_after = anatomical_metrics(after, spacing, labels=labels)
+            row["anatomical_errors_before"] = int(anatomy_before["anatomical_errors"].sum())
+            row["anatomical_errors_after"] = int(anatomy_after["anatomical_errors"].sum())
+            if constraint is not None and len(constraint.dims) and r.mu is not None:
+                for when, z in (("before", r.mu), ("after", r.z)):
+                    check = temporal_consistency(z[:, constraint.dims], constraint.lo, constraint.hi, constraint.tau,
+                                                 end_thresholds=constraint.tau_end,
+                                                 margin=config.margin, cycle=cycle)
+                    row[f"latent_inconsistent_frames_{when}"] = int(check["frame_inconsistent"].sum())
+                row["mean_constrained_weight"] = (float(np.mean(r.weights[constraint.dims]))
+                                                  if r.weights is not None else np.nan)
+            else:
+                row.update(latent_inconsistent_frames_before=np.nan, latent_inconsistent_frames_after=np.nan,
+                           mean_constrained_weight=np.nan)
+            if truth is not None:
+                clean = truth[(sequence.patient_id, sequence.view)]
+                for when, masks in (("before", before), ("after", after)):
+                    dice = dice_scores(masks, clean, labels)
+                    with np.errstate(all="ignore"):
+                        per_class = np.nanmean(dice, axis=0)
+                    for label, value in zip(labels, per_class):
+                        row[f"dice_{CLASS_NAMES[label]}_{when}"] = float(value)
+                    row[f"dice_{when}"] = float(np.nanmean(dice))
+            rows.append(row)
+            if writer is not None:
+                datasets = {"mask_native": after, "mask": resize_masks_nearest(after, (cohort_size, cohort_size)),
+                            "frame_pos": sequence.arrays["frame_pos"]}
+                if r.mu is not None:
+                    datasets.update(mu=r.mu.astype(np.float32), z=r.z.astype(np.float32))
+                writer.write(sequence, datasets)
+
+    with MaskShardWriter.optional(out_h5, source="temporal", model=model_name, image_size=cohort_size) as writer:
+        for batch in iter_shard_batches(shard, ("mask_native", "frame_pos"), chunk_sequences):
+            run(batch)
+        if not rows:
+            raise ValueError(f"{shard}: the shard holds no sequences")
+    table = pd.DataFrame(rows)
+    if log is not None:
+        seconds = time.perf_counter() - started
+        before, after = (int(table[f"sequence_inconsistent_{w}"].sum()) for w in ("before", "after"))
+        print(f"{shard}: {len(table)} sequences, {n_frames} frames in {seconds:.1f} s; inconsistent sequences "
+              f"{before} -> {after}", file=log, flush=True)
+    if out_table is not None:
+        write_table(table, out_table)
+    return table
+
+
+def _frame_counts(check: dict, names) -> dict:
+    """The columns of one image-space check (:func:`~echolatent.temporal.metric.temporal_consistency`)."""
+    row = {f"inconsistent_{name}": int(check["inconsistent"][:, k].sum()) for k, name in enumerate(names)}
+    row["inconsistent_frames"] = int(check["frame_inconsistent"].sum())
+    row["inconsistent_frame_ratio"] = float(check["frame_ratio"])
+    row["sequence_inconsistent"] = bool(check["sequence_inconsistent"])
+    return row
