@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -176,6 +177,7 @@ def bench_correction(args):
     from echolatent.stages.temporal import (correction_stage, image_thresholds_stage, latent_thresholds_stage,
                                             summary_stage)
 
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")  # the stages' lines, per shard
     torch.set_num_threads(args.threads)
     cohort, out = args.cohort, args.out or "."
     os.makedirs(out, exist_ok=True)
@@ -199,7 +201,7 @@ def bench_correction(args):
         table = os.path.join(out, shard.replace(".h5", ".tsv"))
         correction_stage(os.path.join(args.model, "checkpoint.pt"), os.path.join(cohort, shard), image, latent,
                          settings=settings, truth_shard=os.path.join(cohort, "truth", shard), frames=frames,
-                         out_table=table, device="cpu", log=sys.stdout)
+                         out_table=table, device="cpu")
         tables.append(table)
     print(f"settings {settings}, latent thresholds {args.latent}: {time.perf_counter() - start:.0f} s")
     print(summary_stage(tables).set_index("sequences").T.to_string())

@@ -25,7 +25,8 @@ import platform
 import sys
 import time
 
-# echolatent.models first: like the training code, it sets OMP_WAIT_POLICY before torch loads
+# OMP_WAIT_POLICY: the workflow sets PASSIVE for its jobs (workflow/rules/common.smk); set it here the same way
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from echolatent.models import LossConfig, MaskVAE, TrainConfig, VAEConfig, compute_losses, one_hot
 from echolatent.models.vae import REFERENCE_VAE, reparameterize
 

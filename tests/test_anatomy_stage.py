@@ -7,7 +7,9 @@ import pytest
 import yaml
 
 from echolatent.stages.shape import cohort_clinical_indices
-from test_workflow import REPO, snakemake
+from conftest import REPO, snakemake
+
+pytestmark = pytest.mark.slow  # runs Snakemake for real (README: `pytest -m "not slow"` skips these)
 
 
 @pytest.fixture(scope="module")

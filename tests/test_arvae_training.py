@@ -70,7 +70,7 @@ def rank_correlations(tmp_path, cohort, gamma: float) -> np.ndarray:
     (tm, ta), (vm, va), (hm, ha) = cohort["train"], cohort["val"], cohort["test"]
     config = {**CONFIG, "loss": {**CONFIG["loss"], "gamma": gamma}}
     out = tmp_path / f"gamma-{gamma:g}"
-    train_vae(tm, ta, None, vm, va, None, config, out, log=lambda _: None)
+    train_vae(tm, ta, None, vm, va, None, config, out)
     mu, _, _ = encode(load_model(out / "checkpoint.pt"), hm)
     return np.array([[spearmanr(mu[:, dim], ha[:, attr]).statistic for attr in range(2)] for dim in range(2)])
 

@@ -23,7 +23,7 @@ from echolatent.temporal.correction.regions import ATTRIBUTE_REGIONS, REGIONS, a
 from echolatent.temporal.correction.sequences import correct_sequences
 from echolatent.temporal.metric import (consistency_deviation, derive_thresholds, deviation_stencil, neighbour_frames,
                                         temporal_consistency)
-from test_temporal_pipeline import KnownModel, sequence
+from conftest import KnownModel, sequence
 
 ZERO, ONE = np.zeros(2), np.ones(2)
 NAMES = ("lv_area", "myo_area")

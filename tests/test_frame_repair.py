@@ -15,7 +15,7 @@ from echolatent.temporal.correction.regions import ATTRIBUTE_REGIONS, REGIONS, c
 from echolatent.temporal.correction.sequences import correct_sequences
 from echolatent.temporal.metric import temporal_consistency
 from echolatent.temporal.preclean import preclean
-from test_temporal_pipeline import KnownModel, clean_scales, image_arrays, image_thresholds, render, sequence
+from conftest import KnownModel, clean_scales, image_arrays, image_thresholds, render, sequence
 
 LV, MYO, LA = 1, 2, 3
 

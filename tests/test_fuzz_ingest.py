@@ -32,7 +32,7 @@ from echolatent.ingest.cohort import ingest_cohort
 from echolatent.stages.ingest import open_source
 from echolatent.io import InputError, camus
 from echolatent.io.itk import write_sequence
-from test_ingest import sheet_cohort, write_sheet
+from conftest import sheet_cohort, write_sheet
 
 SEED = 11
 N_FRAMES = 6

@@ -13,9 +13,8 @@ import shutil
 import h5py
 import numpy as np
 import pandas as pd
-import pytest
 
-from test_temporal_pipeline import TEMPORAL_ATTRIBUTES, tiny_cohort  # noqa: F401 (fixture)
+from echolatent.shape.attributes import TEMPORAL_ATTRIBUTES
 
 
 def split_members(root, splits):
@@ -107,7 +106,7 @@ def test_training_ignores_the_test_split(tiny_cohort, tmp_path):
                 "loss": {"kind": "ar-vae"}, "epochs": 2, "batch_size": 16, "device": "cpu", "num_threads": 1}
     for name, shard in (("original", cohort / "shard-0.h5"), ("scrambled", scrambled)):
         train_on_cohort([shard], cohort / "patients.tsv", training, list(TEMPORAL_ATTRIBUTES),
-                        out_dir=tmp_path / name, log=lambda line: None)
+                        out_dir=tmp_path / name)
     assert (tmp_path / "original/latent_bounds.tsv").read_text() == (tmp_path / "scrambled/latent_bounds.tsv").read_text()
     a = torch.load(tmp_path / "original/checkpoint.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "scrambled/checkpoint.pt", weights_only=True)["model"]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import apical_masks, images_for, write_camus_patient
+from conftest import apical_masks, images_for, sheet_cohort, write_camus_patient, write_sheet
 from echolatent.ingest.cohort import ingest_cohort
 from echolatent.ingest.plan import assign_splits, plan_cohort
 from echolatent.ingest.shard import frame_positions
@@ -95,26 +94,6 @@ def test_camus_half_sequence_stored_es_to_ed_is_reversed(tmp_path):
     (record,) = open_source("camus", root, cycle="half").read_patient("patient0001")
     assert (record.ed, record.es) == (0, 5)
     np.testing.assert_array_equal(record.mask, data["4CH"][0][::-1])
-
-
-def write_sheet(tmp_path, rows, extra=None):
-    lines = ["\t".join(rows[0].keys())] + ["\t".join(str(v) for v in r.values()) for r in rows]
-    path = tmp_path / "cohort.tsv"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def sheet_cohort(tmp_path, n=6):
-    rows = []
-    for i in range(n):
-        for view in ("2CH", "4CH"):
-            masks = apical_masks(8, shift=i % 3)
-            write_sequence(tmp_path / "data" / f"p{i}_{view}_gt.nii.gz", masks, (0.4, 0.4))
-            write_sequence(tmp_path / "data" / f"p{i}_{view}.nii.gz", images_for(masks), (0.4, 0.4))
-            rows.append({"patient_id": f"P{i:02d}", "view": view, "mask": f"data/p{i}_{view}_gt.nii.gz",
-                         "image": f"data/p{i}_{view}.nii.gz", "ed": 0, "es": 4, "age": 40 + i,
-                         "sex": "MF"[i % 2], "group": ["control", "case"][i % 2], "bsa": 1.8, "smoker": "yes"})
-    return rows
 
 
 def test_sheet_ingestion_full_and_half_cycles(tmp_path):

@@ -25,7 +25,7 @@ from echolatent.ingest.shard import ingest_shard
 from echolatent.stages.ingest import open_source
 from echolatent.io import InputError, camus
 from echolatent.io.sources import read_patient_table
-from test_ingest import sheet_cohort, write_sheet
+from conftest import sheet_cohort, write_sheet
 
 SPLIT_3 = {"train": 0.5, "val": 0.25, "test": 0.25}
 

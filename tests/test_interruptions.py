@@ -13,11 +13,11 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -26,7 +26,9 @@ import pytest
 import torch
 import yaml
 
-from test_workflow import REPO, snakemake
+from conftest import REPO, snakemake
+
+pytestmark = pytest.mark.slow  # runs Snakemake for real (README: `pytest -m "not slow"` skips these)
 
 EPOCHS = 7
 CONFIG = {
@@ -77,7 +79,8 @@ def epochs_logged(root):
     """The last epoch the training log reports finished (the log restarts with each run)."""
     log = root / "logs/train_vae/tiny.log"
     lines = log.read_text().splitlines() if log.exists() else []
-    return max([int(line.split()[1].split("/")[0]) for line in lines if line.startswith("epoch ")], default=0)
+    # the training's epoch lines: "<time> INFO echolatent.models.training: epoch 3/6 train ..."
+    return max([int(m.group(1)) for m in map(re.compile(r": epoch (\d+)/\d+ ").search, lines) if m], default=0)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
 from echolatent.io import InputError
 from echolatent.io.itk import data_files, read_sequence, write_sequence

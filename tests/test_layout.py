@@ -1,7 +1,8 @@
 """The layout the README promises: scripts call the stage modules; "Where things are" is true.
 
 Every ``workflow/scripts/*.py`` imports its one function from an ``echolatent.stages`` module
-(and otherwise only the standard library and torch), and README's "Where things are" table
+(and otherwise only the standard library, torch and the logging helper
+:func:`echolatent.stages.logs.log_to`, which it calls first), and README's "Where things are" table
 names every rule of ``workflow/rules/*.smk`` once, with the function its script calls and
 logic modules that exist.
 """
@@ -20,17 +21,29 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((REPO / "workflow" / "scripts").glob("*.py"))
 RULE_FILES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
 STAGES = "echolatent.stages."
+LOG_TO = "echolatent.stages.logs.log_to"  # every script's first call, besides its one stage function
 
 
-def imported_modules(script: Path) -> list[tuple[str, list[str]]]:
-    """``(module, names)`` of every import statement of a script (names empty for ``import x``)."""
+def imports_of(tree: ast.AST) -> list[tuple[str, list[str]]]:
+    """``(module, names)`` of every import statement under ``tree`` (names empty for ``import x``)."""
     found = []
-    for node in ast.walk(ast.parse(script.read_text(), filename=str(script))):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [(alias.name, []) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             found.append((node.module or "", [alias.name for alias in node.names]))
     return found
+
+
+def imported_modules(script: Path) -> list[tuple[str, list[str]]]:
+    """``(module, names)`` of every import statement of a script."""
+    return imports_of(ast.parse(script.read_text(), filename=str(script)))
+
+
+def stage_functions(script: Path) -> list[str]:
+    """The dotted names a script imports from the stage modules, but the logging helper."""
+    return [f"{module}.{name}" for module, names in imported_modules(script) if module.startswith(STAGES)
+            for name in names if f"{module}.{name}" != LOG_TO]
 
 
 def rule_scripts() -> dict[str, str | None]:
@@ -89,10 +102,24 @@ def test_scripts_import_nothing_but_the_standard_library_and_torch(script):
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_scripts_call_one_stage_function(script):
-    names = [f"{module}.{name}" for module, names in imported_modules(script) if module.startswith(STAGES)
-             for name in names]
+    names = stage_functions(script)
     assert len(names) == 1, f"{script.name} imports {names} from the stage modules; one function per script"
     assert callable(resolve(names[0])), names[0]
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_scripts_log_to_the_rules_log_file_before_anything_else(script):
+    # before torch or a stage module is imported, so what an import prints reaches the log too
+    body = ast.parse(script.read_text(), filename=str(script)).body
+    docstring_or_import = lambda node: isinstance(node, (ast.Import, ast.ImportFrom)) or (
+        isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+    first = next((i for i, node in enumerate(body) if not docstring_or_import(node)), len(body))
+    assert first < len(body) and ast.unparse(body[first]) == "log_to(snakemake.log[0])", \
+        f"{script.name}: the first statement after the imports is not log_to(snakemake.log[0])"
+    early = [module for node in body[:first] for module, _ in imports_of(node)]
+    late = [module for module in early
+            if module.split(".")[0] not in sys.stdlib_module_names and module != LOG_TO.rpartition(".")[0]]
+    assert not late, f"{script.name} imports {late} before it calls log_to"
 
 
 def test_every_rule_has_a_row_in_where_things_are():
@@ -112,8 +139,7 @@ def test_where_things_are_names_the_function_the_rules_script_calls(rule):
     script = rule_scripts().get(rule)
     if script is None:
         pytest.skip(f"rule {rule} is not in workflow/rules/*.smk (reported by the test above)")
-    called = [f"{module}.{name}" for module, names in imported_modules(REPO / "workflow" / "scripts" / script)
-              if module.startswith(STAGES) for name in names]
+    called = stage_functions(REPO / "workflow" / "scripts" / script)
     assert called == [function], f"rule {rule} runs {script}, which calls {called}, not {function}"
 
 

@@ -164,10 +164,9 @@ def test_encode_shapes_and_mode_restored():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_device_fallback_without_cuda():
-    lines = []
-    assert resolve_device("auto", lines.append) == torch.device("cpu")
-    assert "falling back to CPU" in lines[0]
+def test_device_fallback_without_cuda(log_lines):
+    assert resolve_device("auto") == torch.device("cpu")
+    assert "falling back to CPU" in log_lines[0]
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         resolve_device("cuda")
     with pytest.raises(RuntimeError, match="CUDA is not available"):

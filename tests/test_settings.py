@@ -87,6 +87,7 @@ def test_training_defaults_are_the_workflow_defaults():
     assert entry["attributes"] == list(TrainConfig().attribute_name(k, 7) for k in range(7))
 
 
+@pytest.mark.slow
 def test_dag_build_imports_no_torch(tmp_path):
     """Building the default DAG must not load torch: the driver may run without it (per-rule envs)."""
     result = subprocess.run([sys.executable, "-X", "importtime", "-m", "snakemake", "-n", "--snakefile",
@@ -98,6 +99,7 @@ def test_dag_build_imports_no_torch(tmp_path):
     assert not [name for name in imported if name == "torch" or name.startswith("torch.")]
 
 
+@pytest.mark.slow
 def test_unconfigured_model_is_refused_naming_the_configured_ones(tmp_path):
     result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "results/models/not_configured/checkpoint.pt",
                              "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_workflow import REPO, snakemake
+from conftest import REPO, snakemake
 
 pytestmark = pytest.mark.slow
 

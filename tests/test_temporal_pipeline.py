@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from echolatent.shape.attributes import TEMPORAL_ATTRIBUTES, shape_attributes
+from conftest import KnownModel, clean_scales, image_arrays, image_thresholds, render, sequence
+from echolatent.shape.attributes import TEMPORAL_ATTRIBUTES
 from echolatent.temporal.metric import temporal_consistency
 from echolatent.temporal.config import CorrectionConfig
 from echolatent.models.inference import model_input
@@ -26,63 +25,6 @@ BG, LV, MYO, LA = 0, 1, 2, 3
 # the TMI 2022 reference: smooth and decode every frame, snake weight 50, one round
 REFERENCE = dict(method="smooth", weight=50.0, max_rounds=1)
 SMOOTH = CorrectionConfig(**REFERENCE)
-
-
-# --------------------------------------------------------------------------- a model with a known latent space
-def render(scale: float, size: int = 48) -> np.ndarray:
-    """Apical-like label map whose LV/MYO/LA grow with ``scale`` (monotonic, smooth)."""
-    rows, cols = np.mgrid[0:size, 0:size] + 0.5
-    cy, cx = 0.42 * size, (0.5 + 0.1 * (scale - 1)) * size
-    ry, rx = 0.26 * size * scale, 0.16 * size * scale
-    base = cy + 0.55 * ry
-    angle = np.radians(25.0 * (scale - 1))  # the heart tilts a little as it grows
-    rows, cols = (cy + (rows - cy) * np.cos(angle) - (cols - cx) * np.sin(angle),
-                  cx + (rows - cy) * np.sin(angle) + (cols - cx) * np.cos(angle))
-    frame = np.zeros((size, size), np.uint8)
-    outer = ((rows - cy) / (ry + 3)) ** 2 + ((cols - cx) / (rx + 3)) ** 2 <= 1
-    inner = ((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 <= 1
-    frame[outer & (rows <= base)] = MYO
-    frame[inner & (rows <= base)] = LV
-    depth = 0.3 * size * scale
-    atrium = ((rows - base) / depth) ** 4 + ((cols - cx) / (rx - 1.5)) ** 4 <= 1  # a rounded box under the LV
-    frame[atrium & (rows > base)] = LA
-    return frame
-
-
-class KnownModel(torch.nn.Module):
-    """A stand-in for a trained VAE: z0 = scale of the rendered heart (read from the LV area), z1 = 0.
-
-    ``decode`` renders the heart at scale z0, so a spike in LV area is a spike in z0 and
-    smoothing z0 removes it: the whole pipeline can be checked without training a network.
-    """
-
-    def __init__(self, n_classes: int = 4, size: int = 48):
-        super().__init__()
-        self.config = SimpleNamespace(n_classes=n_classes, input_size=size, latent_dim=2)
-        self.scales = np.linspace(0.5, 1.5, 201)
-        self.areas = np.array([(render(s, size) == LV).sum() for s in self.scales])
-
-    def encode(self, x):
-        area = x[:, LV].sum(dim=(1, 2)).numpy()
-        scale = np.interp(area, self.areas, self.scales)
-        mu = torch.tensor(np.stack([scale, np.zeros_like(scale)], axis=1), dtype=torch.float32)
-        return mu, torch.zeros_like(mu)
-
-    def decode(self, z):
-        maps = np.stack([render(float(s), self.config.input_size) for s in z[:, 0].numpy()])
-        if self.config.n_classes == 3:
-            maps[maps == LA] = BG
-        one_hot = torch.nn.functional.one_hot(torch.from_numpy(maps).long(), self.config.n_classes)
-        return one_hot.permute(0, 3, 1, 2) * 10.0
-
-
-def clean_scales(n_frames=20, phase=0.0):
-    t = np.arange(n_frames) / n_frames
-    return 1.0 - 0.2 * np.sin(np.pi * t + phase) ** 2
-
-
-def sequence(scales, size=48):
-    return np.stack([render(s, size) for s in scales])
 
 
 # --------------------------------------------------------------------------- pre-cleaning
@@ -135,17 +77,6 @@ def test_component_helpers_work_per_frame():
 
 
 # --------------------------------------------------------------------------- correction with the known model
-def image_thresholds(references, spacing=(1.0, 1.0)):
-    rows = []
-    for n, masks in enumerate(references):
-        table = shape_attributes(masks, spacing)
-        table.insert(0, "frame", np.arange(len(masks)))
-        table.insert(0, "view", "4CH")
-        table.insert(0, "patient_id", f"P{n}")
-        rows.append(table)
-    return derive_thresholds_table(pd.concat(rows), list(TEMPORAL_ATTRIBUTES), reference="test")
-
-
 @pytest.fixture(scope="module")
 def spiked_case():
     references = [sequence(clean_scales(20, phase)) for phase in (0.0, 0.3, 0.6, 0.9)]
@@ -164,11 +95,6 @@ def constraint_for(model, references):
     derived = derive_thresholds_table(table, ["mu_0"], names=["lv_area"], space="latent", dims=[0],
                                       bounds=([0.5], [1.5]))
     return LatentConstraint.from_table(derived)
-
-
-def image_arrays(thresholds):
-    return (thresholds["name"].tolist(), thresholds["lo"].to_numpy(), thresholds["hi"].to_numpy(),
-            thresholds["tau"].to_numpy())
 
 
 def test_reference_correction_removes_a_spike(spiked_case):
@@ -261,35 +187,6 @@ def read_thresholds_roundtrip(table, tmp_path):
 
 
 # --------------------------------------------------------------------------- the stages on a small synthetic cohort
-@pytest.fixture(scope="module")
-def tiny_cohort(tmp_path_factory):
-    """A 6-patient synthetic cohort (32 px model grid), its attribute tables and a VAE trained for 2 epochs."""
-    from echolatent.ingest.cohort import ingest_cohort
-    from echolatent.io.tables import write_table
-    from echolatent.simulate import SimulationConfig, write_cohort
-    from echolatent.stages.ingest import open_source
-    from echolatent.stages.shape import shard_anatomy_tables
-    from echolatent.stages.train import train_on_cohort
-
-    root = tmp_path_factory.mktemp("temporal")
-    config = SimulationConfig.from_dict({"n_patients": 6, "seed": 5, "frames": 10,
-                                         "image": {"rows": 80, "cols": 72, "spacing": [2.4, 2.6], "images": False},
-                                         "observation": {"defect_rates": {"spike": 0.2}}})
-    write_cohort(config, root / "store", fmt="store")
-    cohort = root / "cohort"
-    ingest_cohort(open_source("store", root / "store"), cohort, image_size=32, n_shards=1, seed=1,
-                  fractions={"train": 0.5, "val": 0.25, "test": 0.25}, truth_dir=root / "store" / "truth")
-    for source, shard, attrs_from in (("input", cohort / "shard-0.h5", None),
-                                      ("truth", cohort / "truth" / "shard-0.h5", cohort / "shard-0.h5")):
-        _, attributes = shard_anatomy_tables(shard, attrs_from=attrs_from)
-        write_table(attributes, root / f"attributes-{source}.parquet")
-    training = {"model": {"n_classes": 4, "input_size": 32, "blocks": 2, "init_channels": 4, "latent_dim": 10},
-                "loss": {"kind": "ar-vae"}, "epochs": 2, "batch_size": 16, "device": "cpu", "num_threads": 1}
-    train_on_cohort([cohort / "shard-0.h5"], cohort / "patients.tsv", training, list(TEMPORAL_ATTRIBUTES),
-                    out_dir=root / "model", log=lambda line: None)
-    return root
-
-
 def test_stages_end_to_end_on_a_tiny_cohort(tiny_cohort):
     from echolatent.io.itk import read_sequence
     from echolatent.io.shards import iter_shard

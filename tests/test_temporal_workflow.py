@@ -5,10 +5,11 @@ from __future__ import annotations
 import h5py
 import pandas as pd
 import pytest
-import yaml
 
+from conftest import REPO, snakemake
 from echolatent.io.itk import read_sequence
-from test_workflow import REPO, snakemake
+
+pytestmark = pytest.mark.slow  # runs Snakemake for real (README: `pytest -m "not slow"` skips these)
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +17,8 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("temporal_stage")
     targets = ["results/temporal/tiny/summary.tsv", "results/temporal/detection.tsv"] + [
         f"results/{part}/shard-{k}.{ext}" for k in (0, 1)
-        for part, ext in (("latents/tiny", "parquet"), ("latents/tiny", "h5"), ("temporal/tiny", "h5"),
-                          ("temporal/tiny/nifti", "tsv"))]
+        for part, ext in (("latents/tiny", "parquet"), ("latents/tiny", "h5"), ("temporal/tiny", "h5"))] + [
+        f"results/temporal/tiny/nifti/shard-{k}" for k in (0, 1)]
     # Targets first: --configfile takes several files and would swallow them.
     snakemake(*targets, "--cores", "2", "--directory", str(root), "--configfile", str(REPO / "config/config.yaml"),
               str(REPO / ".test/config/config.yaml"))
@@ -58,10 +59,15 @@ def test_temporal_tables_and_summary_agree(run):
 
 
 def test_corrected_sequences_exported_as_nifti(run):
-    manifest = pd.concat([pd.read_csv(run / f"results/temporal/tiny/nifti/shard-{k}.tsv", sep="\t") for k in (0, 1)])
-    assert len(manifest) == 16
-    row = manifest.iloc[0]
-    array, spacing = read_sequence(run / "results/temporal/tiny/nifti" / row["file"])
+    folders = [run / f"results/temporal/tiny/nifti/shard-{k}" for k in (0, 1)]
+    manifests = [pd.read_csv(folder / "manifest.tsv", sep="\t") for folder in folders]
+    assert sum(len(m) for m in manifests) == 16
+    # every file the rule wrote is inside its declared output folder and listed in its manifest
+    for folder, manifest in zip(folders, manifests):
+        written = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.nii.gz"))
+        assert written == sorted(manifest["file"])
+    row = manifests[0].iloc[0]
+    array, spacing = read_sequence(folders[0] / row["file"])
     with h5py.File(run / "results/temporal/tiny/shard-0.h5") as h5, \
             h5py.File(run / "results/temporal/tiny/shard-1.h5") as h5b:
         group = (h5 if row["patient_id"] in h5 else h5b)[row["patient_id"]][row["view"]]

@@ -71,20 +71,19 @@ def test_train_config_from_dict():
     assert cvae.model.phase_head is True
 
 
-def test_outputs_safe_checkpoints_and_mismatch(tmp_path, data):
+def test_outputs_safe_checkpoints_and_mismatch(tmp_path, data, log_lines):
     (tm, ta, tp), (vm, va, vp) = data
     out = tmp_path / "run"
-    lines: list[str] = []
     cfg = {**TINY, "epochs": 2}
     threads = torch.get_num_threads()
-    summary = train_vae(tm, ta, tp, vm, va, vp, cfg, out, log=lines.append)
+    summary = train_vae(tm, ta, tp, vm, va, vp, cfg, out)
     assert torch.get_num_threads() == threads  # restored after the call
     for name in ("checkpoint.pt", "last.pt", "history.tsv", "latent_bounds.tsv", "config.json",
                  "summary.json"):
         assert (out / name).is_file(), name
     assert not list(out.glob("*.tmp"))
-    assert any("falling back" in l or l.startswith("device: cpu") for l in lines)
-    assert sum(l.startswith("epoch ") for l in lines) == 2
+    assert any("falling back" in l or l.startswith("device: cpu") for l in log_lines)
+    assert sum(l.startswith("epoch ") for l in log_lines) == 2
 
     history = (out / "history.tsv").read_text().splitlines()
     header = history[0].split("\t")
@@ -148,16 +147,15 @@ def test_outputs_safe_checkpoints_and_mismatch(tmp_path, data):
     load_checkpoint(out / "checkpoint.pt", {**cfg, "device": "auto", "num_threads": 2})
     # the same output directory cannot be reused with another configuration
     with pytest.raises(CheckpointMismatchError, match="loss.beta"):
-        train_vae(tm, ta, tp, vm, va, vp, {**cfg, "loss": {"kind": "ar-vae", "beta": 1.0}}, out,
-                  log=lines.append)
+        train_vae(tm, ta, tp, vm, va, vp, {**cfg, "loss": {"kind": "ar-vae", "beta": 1.0}}, out)
 
     # nor resumed on other data
     with pytest.raises(CheckpointMismatchError, match="other data"):
-        train_vae(tm[::-1].copy(), ta, tp, vm, va, vp, cfg, out, log=lines.append)
+        train_vae(tm[::-1].copy(), ta, tp, vm, va, vp, cfg, out)
 
     # a completed run is not retrained; outputs are regenerated identically
     before = torch.load(out / "last.pt", weights_only=True)["model"]
-    again = train_vae(tm, ta, tp, vm, va, vp, cfg, out, log=lines.append)
+    again = train_vae(tm, ta, tp, vm, va, vp, cfg, out)
     after = torch.load(out / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert again["val_dice"] == summary["val_dice"]
@@ -186,7 +184,7 @@ def test_unsafe_or_foreign_checkpoint_is_refused(tmp_path):
 def test_cvae_and_vae_kinds_are_config_changes(tmp_path, data):
     (tm, ta, tp), (vm, va, vp) = data
     s = train_vae(tm, None, tp, vm, None, vp, {**TINY, "epochs": 1, "loss": {"kind": "cvae"}},
-                  tmp_path / "cvae", log=lambda _: None)
+                  tmp_path / "cvae")
     assert "spearman" not in s
     cvae = load_model(tmp_path / "cvae" / "checkpoint.pt")
     assert cvae.phase_head is not None
@@ -194,27 +192,27 @@ def test_cvae_and_vae_kinds_are_config_changes(tmp_path, data):
         pred = cvae.phase(cvae.encode(one_hot(vm, 4))[0]).numpy()
     assert s["val_phase_mse"] == pytest.approx(float(np.mean((pred - vp) ** 2)), rel=1e-5)
     s = train_vae(tm, None, None, vm, None, None, {**TINY, "epochs": 1, "loss": {"kind": "vae"}},
-                  tmp_path / "vae", log=lambda _: None)
+                  tmp_path / "vae")
     assert s["kind"] == "vae"
     with pytest.raises(ValueError, match="ar-vae"):
-        train_vae(tm, None, None, vm, None, None, {**TINY, "epochs": 1}, tmp_path / "x",
-                  log=lambda _: None)
+        train_vae(tm, None, None, vm, None, None, {**TINY, "epochs": 1}, tmp_path / "x")
     with pytest.raises(ValueError, match=r"\(N, 32, 32\)"):
-        train_vae(tm[:, :16, :16], ta, tp, vm, va, vp, TINY, tmp_path / "y", log=lambda _: None)
+        train_vae(tm[:, :16, :16], ta, tp, vm, va, vp, TINY, tmp_path / "y")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_request_without_cuda_is_an_error(tmp_path, data):
     (tm, ta, tp), (vm, va, vp) = data
     with pytest.raises(RuntimeError, match="CUDA is not available"):
-        train_vae(tm, ta, tp, vm, va, vp, {**TINY, "device": "cuda"}, tmp_path / "c",
-                  log=lambda _: None)
+        train_vae(tm, ta, tp, vm, va, vp, {**TINY, "device": "cuda"}, tmp_path / "c")
 
 
 RUNNER = textwrap.dedent("""
-    import json, os, signal, sys
+    import json, logging, os, signal, sys
     import numpy as np
     from echolatent.models import TrainingInterrupted, train_vae
+
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
 
     data, out, kill_at, cfg = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
     d = np.load(data)
@@ -225,7 +223,7 @@ RUNNER = textwrap.dedent("""
 
     try:
         train_vae(d["tm"], d["ta"], d["tp"], d["vm"], d["va"], d["vp"], cfg, out,
-                  log=sys.stdout, on_step=on_step)
+                  on_step=on_step)
     except TrainingInterrupted as exc:
         print(exc, flush=True)
         sys.exit(exc.exit_code)
@@ -288,7 +286,7 @@ def test_interrupt_and_resume_is_bit_identical(tmp_path, data):
     assert all(math.isfinite(v) for v in res_summary["val_dice"].values())
 
 
-def test_interrupt_in_first_epoch_in_process(tmp_path, data):
+def test_interrupt_in_first_epoch_in_process(tmp_path, data, log_lines):
     (tm, ta, tp), (vm, va, vp) = data
     out = tmp_path / "run"
     before = signal.getsignal(signal.SIGINT)   # SIG_IGN when pytest runs as a background job
@@ -298,16 +296,15 @@ def test_interrupt_in_first_epoch_in_process(tmp_path, data):
             os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(TrainingInterrupted) as info:
-        train_vae(tm, ta, tp, vm, va, vp, {**TINY, "epochs": 1}, out, log=lambda _: None,
+        train_vae(tm, ta, tp, vm, va, vp, {**TINY, "epochs": 1}, out,
                   on_step=kill)
     assert info.value.exit_code == 130 and info.value.epoch == 1
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 0
     assert not (out / "checkpoint.pt").exists()
     # the previous SIGINT handler is back
     assert signal.getsignal(signal.SIGINT) is before
-    lines: list[str] = []
-    train_vae(tm, ta, tp, vm, va, vp, {**TINY, "epochs": 1}, out, log=lines.append)
-    assert any("resuming" in l and "end of epoch 0" in l for l in lines)
+    train_vae(tm, ta, tp, vm, va, vp, {**TINY, "epochs": 1}, out)
+    assert any("resuming" in l and "end of epoch 0" in l for l in log_lines)
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 1
 
 
@@ -339,12 +336,13 @@ def early_best(data):
     return (tm, ta, tp), (noise, va, vp)
 
 
-def test_interrupt_after_the_best_epoch_with_outputs_deleted_resumes_to_the_same_outputs(tmp_path, early_best):
+def test_interrupt_after_the_best_epoch_with_outputs_deleted_resumes_to_the_same_outputs(tmp_path, early_best,
+                                                                                          log_lines):
     # Issue 11 defect 1: Snakemake deletes checkpoint.pt before re-running the job; the resumed
     # epochs never improve on epoch 1, so checkpoint.pt was never written again (FileNotFoundError).
     (tm, ta, tp), (vm, va, vp) = early_best
     ref = tmp_path / "ref"
-    summary = train_vae(tm, ta, tp, vm, va, vp, TINY, ref, log=lambda _: None)
+    summary = train_vae(tm, ta, tp, vm, va, vp, TINY, ref)
     assert summary["best_epoch"] == 1
 
     out = tmp_path / "run"
@@ -354,37 +352,35 @@ def test_interrupt_after_the_best_epoch_with_outputs_deleted_resumes_to_the_same
             os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(TrainingInterrupted):
-        train_vae(tm, ta, tp, vm, va, vp, TINY, out, log=lambda _: None, on_step=interrupt)
+        train_vae(tm, ta, tp, vm, va, vp, TINY, out, on_step=interrupt)
     for name in OUTPUTS:
         (out / name).unlink(missing_ok=True)
-    lines: list[str] = []
-    train_vae(tm, ta, tp, vm, va, vp, TINY, out, log=lines.append)
-    assert any("end of epoch 2" in l for l in lines)
+    train_vae(tm, ta, tp, vm, va, vp, TINY, out)
+    assert any("end of epoch 2" in l for l in log_lines)
     assert_same_outputs(ref, out)
 
     # snakemake -R after a finished run: every declared output deleted, nothing left to train
     for name in OUTPUTS:
         (out / name).unlink()
-    lines.clear()
-    train_vae(tm, ta, tp, vm, va, vp, TINY, out, log=lines.append)
-    assert any("end of epoch 4" in l for l in lines) and not any(l.startswith("epoch ") for l in lines)
+    log_lines.clear()
+    train_vae(tm, ta, tp, vm, va, vp, TINY, out)
+    assert any("end of epoch 4" in l for l in log_lines) and not any(l.startswith("epoch ") for l in log_lines)
     assert_same_outputs(ref, out)
 
 
-def test_changed_config_never_resumes_even_without_config_json(tmp_path, early_best):
+def test_changed_config_never_resumes_even_without_config_json(tmp_path, early_best, log_lines):
     # Issue 11 defect 1: Snakemake deletes config.json too, so the "same configuration" check
     # must rest on what last.pt itself stores.
     (tm, ta, tp), (vm, va, vp) = early_best
     out = tmp_path / "run"
-    train_vae(tm, ta, tp, vm, va, vp, {**TINY, "epochs": 2}, out, log=lambda _: None)
+    train_vae(tm, ta, tp, vm, va, vp, {**TINY, "epochs": 2}, out)
     for name in OUTPUTS:
         (out / name).unlink()
     changed = {**TINY, "epochs": 3, "lr": 1e-3}
     with pytest.raises(CheckpointMismatchError, match=r"epochs: 2 != 3.*lr: 0.002 != 0.001"):
-        train_vae(tm, ta, tp, vm, va, vp, changed, out, log=lambda _: None)
+        train_vae(tm, ta, tp, vm, va, vp, changed, out)
     # the workflow's choice: start afresh, and end exactly where a fresh run ends
-    lines: list[str] = []
-    train_vae(tm, ta, tp, vm, va, vp, changed, out, log=lines.append, on_mismatch="restart")
-    assert any("starting afresh" in l for l in lines) and not any("resuming" in l for l in lines)
-    train_vae(tm, ta, tp, vm, va, vp, changed, tmp_path / "fresh", log=lambda _: None)
+    train_vae(tm, ta, tp, vm, va, vp, changed, out, on_mismatch="restart")
+    assert any("starting afresh" in l for l in log_lines) and not any("resuming" in l for l in log_lines)
+    train_vae(tm, ta, tp, vm, va, vp, changed, tmp_path / "fresh")
     assert_same_outputs(tmp_path / "fresh", out)

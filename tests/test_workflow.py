@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import h5py
 import pandas as pd
 import pytest
 import yaml
 
-from test_ingest import sheet_cohort, write_sheet
+from conftest import REPO, sheet_cohort, snakemake, write_config, write_sheet
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def snakemake(*args, cwd=REPO, check=True):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args],
-                            cwd=cwd, capture_output=True, text=True, env=env)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result
-
-
-def write_config(path: Path, cohort: dict, **sections) -> Path:
-    path.write_text(yaml.safe_dump({"cohort": cohort, **sections}))
-    return path
-
+pytestmark = pytest.mark.slow  # runs Snakemake for real (README: `pytest -m "not slow"` skips these)
 
 def test_default_config_dry_run_and_lint_are_clean(tmp_path):
     dry = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(REPO / "config/config.yaml"))

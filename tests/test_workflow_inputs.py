@@ -8,12 +8,14 @@ import os
 import h5py
 import numpy as np
 import pandas as pd
+import pytest
 
 from conftest import apical_masks
 from echolatent.io.itk import write_sequence
 from echolatent.io.sources import sha256_file
-from test_ingest import sheet_cohort, write_sheet
-from test_workflow import snakemake, write_config
+from conftest import sheet_cohort, snakemake, write_config, write_sheet
+
+pytestmark = pytest.mark.slow  # runs Snakemake for real (README: `pytest -m "not slow"` skips these)
 
 TARGETS = ["results/cohort/sequences.tsv", "results/cohort/qc.tsv", "results/cohort/provenance.json"]
 

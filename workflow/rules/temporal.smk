@@ -119,13 +119,11 @@ rule export_temporal_nifti:
     input:
         h5="results/temporal/{model}/shard-{shard}.h5",
     output:
-        # The NIfTI files go to results/temporal/{model}/nifti/{patient}/ (the cohort's
-        # per-patient layout); this manifest lists them and is the rule's declared output.
-        manifest="results/temporal/{model}/nifti/shard-{shard}.tsv",
+        # {patient}/{patient}_{view}_sequence_gt_corrected.nii.gz (the cohort's per-patient
+        # layout) and manifest.tsv listing them
+        folder=directory("results/temporal/{model}/nifti/shard-{shard}"),
     log:
         "logs/export_temporal_nifti/{model}/{shard}.log",
-    params:
-        out_dir=lambda wildcards: f"results/temporal/{wildcards.model}/nifti",
     threads: 1
     resources:
         mem_mb=mem_by_attempt(2000),

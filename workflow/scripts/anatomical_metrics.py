@@ -1,8 +1,8 @@
 """Rule anatomical_metrics: per-frame criteria and attributes of one shard of one mask source."""
 
-import sys
+from echolatent.stages.logs import log_to
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
+log_to(snakemake.log[0])  # noqa: F821 (snakemake is injected)
 
 from echolatent.stages.shape import anatomy_stage  # noqa: E402
 
@@ -13,5 +13,4 @@ anatomy_stage(
     grid=snakemake.params.grid,
     out_criteria=snakemake.output.criteria,
     out_attributes=snakemake.output.attributes,
-    log=sys.stderr,
 )

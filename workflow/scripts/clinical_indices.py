@@ -1,8 +1,8 @@
 """Rule clinical_indices: biplane Simpson EDV/ESV/EF and LA volume per patient."""
 
-import sys
+from echolatent.stages.logs import log_to
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
+log_to(snakemake.log[0])  # noqa: F821 (snakemake is injected)
 
 from echolatent.stages.shape import clinical_stage  # noqa: E402
 
@@ -11,5 +11,4 @@ clinical_stage(
     dataset=snakemake.params.dataset,
     rule=snakemake.params.disc_rule,
     out=snakemake.output.indices,
-    log=sys.stderr,
 )

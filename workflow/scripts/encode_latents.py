@@ -1,8 +1,8 @@
 """Rule encode_latents: latent means, log-variances and reconstructions of one shard."""
 
-import sys
+from echolatent.stages.logs import log_to
 
-sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake is injected)
+log_to(snakemake.log[0])  # noqa: F821 (snakemake is injected)
 
 import torch  # noqa: E402
 
@@ -17,5 +17,4 @@ encode_stage(
     model_name=snakemake.wildcards.model,
     device=snakemake.params.device,
     batch_size=snakemake.params.batch_size,
-    log=sys.stderr,
 )

@@ -1,8 +1,8 @@
 """Rule ingest_shard: read, check, resample and write the patients of one shard."""
 
-import sys
+from echolatent.stages.logs import log_to
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
+log_to(snakemake.log[0])  # noqa: F821 (snakemake is injected)
 
 from echolatent.stages.ingest import ingest_stage  # noqa: E402
 
@@ -21,5 +21,4 @@ ingest_stage(
     out_qc=output.qc,
     out_inputs=output.inputs,
     out_truth_h5=output.get("truth"),
-    log=sys.stderr,
 )

@@ -1,8 +1,8 @@
 """Rules cohort_manifest and shard_manifest: SHA-256 of the input files a cohort step reads."""
 
-import sys
+from echolatent.stages.logs import log_to
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
+log_to(snakemake.log[0])  # noqa: F821 (snakemake is injected)
 
 from echolatent.stages.ingest import manifest_stage  # noqa: E402
 

@@ -1,8 +1,8 @@
 """Rule latent_thresholds: bounds and thresholds of the model's attribute dimensions."""
 
-import sys
+from echolatent.stages.logs import log_to
 
-sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake is injected)
+log_to(snakemake.log[0])  # noqa: F821 (snakemake is injected)
 
 import torch  # noqa: E402
 
@@ -24,5 +24,4 @@ latent_thresholds_stage(
     device=snakemake.params.device,
     batch_size=snakemake.params.batch_size,
     out=snakemake.output.thresholds,
-    log=sys.stderr,
 )

@@ -1,9 +1,10 @@
 """Rule merge_cohort: cohort tables and provenance from the per-shard parts."""
 
-import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
+from echolatent.stages.logs import log_to
+
+log_to(snakemake.log[0])  # noqa: F821 (snakemake is injected)
 
 from echolatent.stages.ingest import merge_stage  # noqa: E402
 

@@ -1,8 +1,8 @@
 """Rule model_quality: reconstruction Dice of the trained model per split (train/val/test/all)."""
 
-import sys
+from echolatent.stages.logs import log_to
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
+log_to(snakemake.log[0])  # noqa: F821 (snakemake is injected)
 
 from echolatent.stages.encode import quality_stage  # noqa: E402
 

@@ -1,8 +1,8 @@
 """Rule plan_cohort: patients, covariates, split and shard of every patient."""
 
-import sys
+from echolatent.stages.logs import log_to
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
+log_to(snakemake.log[0])  # noqa: F821 (snakemake is injected)
 
 from echolatent.stages.ingest import plan_stage  # noqa: E402
 

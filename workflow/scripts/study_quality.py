@@ -1,8 +1,8 @@
 """Rule study_quality: the reconstruction quality of every model of the study, side by side."""
 
-import sys
+from echolatent.stages.logs import log_to
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
+log_to(snakemake.log[0])  # noqa: F821 (snakemake is injected)
 
 from echolatent.stages.encode import study_quality_stage  # noqa: E402
 

@@ -1,8 +1,8 @@
 """Rule temporal_correction: correct one shard's sequences (repair or smoothing); before/after table."""
 
-import sys
+from echolatent.stages.logs import log_to
 
-sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake is injected)
+log_to(snakemake.log[0])  # noqa: F821 (snakemake is injected)
 
 import torch  # noqa: E402
 
@@ -23,5 +23,4 @@ correction_stage(
     out_h5=snakemake.output.h5,
     model_name=snakemake.wildcards.model,
     device=snakemake.params.device,
-    log=sys.stderr,
 )

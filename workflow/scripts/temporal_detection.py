@@ -1,8 +1,8 @@
 """Rule temporal_detection: how often the metric flags spiked, neighbouring and clean frames."""
 
-import sys
+from echolatent.stages.logs import log_to
 
-sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake is injected)
+log_to(snakemake.log[0])  # noqa: F821 (snakemake is injected)
 
 from echolatent.stages.temporal import detection_stage  # noqa: E402
 
@@ -14,5 +14,4 @@ detection_stage(
     margin=snakemake.params.margin,
     patients=snakemake.input.patients,
     out=snakemake.output.rates,
-    log=sys.stderr,
 )

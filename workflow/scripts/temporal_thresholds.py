@@ -1,8 +1,8 @@
 """Rule temporal_thresholds: image-space bounds and thresholds from the cohort's reference sequences."""
 
-import sys
+from echolatent.stages.logs import log_to
 
-sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake is injected)
+log_to(snakemake.log[0])  # noqa: F821 (snakemake is injected)
 
 from echolatent.stages.temporal import image_thresholds_stage  # noqa: E402
 
@@ -15,5 +15,4 @@ image_thresholds_stage(
     frames=snakemake.input.get("frames"),
     cycle=snakemake.params.cycle,
     out=snakemake.output.thresholds,
-    log=sys.stderr,
 )

@@ -3,7 +3,9 @@
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake is injected)
+from echolatent.stages.logs import log_to
+
+log_to(snakemake.log[0])  # noqa: F821 (snakemake is injected)
 
 from echolatent.stages.train import train_stage  # noqa: E402
 
@@ -14,5 +16,4 @@ sys.exit(train_stage(
     snakemake.params.training,
     snakemake.params.attributes,
     out_dir=Path(snakemake.output.checkpoint).parent,
-    log=sys.stderr,
 ))

@@ -8,6 +8,7 @@ of the files it read, and for synthetic cohorts the clean masks on the same grid
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 
 import h5py
@@ -18,10 +19,13 @@ from echolatent.io.atomic import atomic_paths, remove_stale_temporaries
 from echolatent.io.errors import InputError
 from echolatent.io.sources import SequenceRecord, sha256_file
 from echolatent.labels import VALID_LABELS
+from echolatent.progress import Progress
 from echolatent.resample import resize_images_bilinear, resize_masks_nearest
 
 __all__ = ["QC_COLUMNS", "SEQUENCE_COLUMNS", "SHARD_FORMAT", "SHARD_VERSION", "check_record",
            "check_shard_settings", "frame_positions", "ingest_shard"]
+
+logger = logging.getLogger(__name__)
 
 SHARD_FORMAT = "echolatent-cohort-shard"
 SHARD_VERSION = 1
@@ -157,8 +161,7 @@ def _qc_row(patient: str, view: str, err: InputError) -> dict:
 
 
 def ingest_shard(source, plan: pd.DataFrame, shard: int, *, image_size: int, out_h5, out_sequences, out_qc,
-                 out_inputs, on_bad_sequence: str = "error", truth_masks=None, out_truth_h5=None,
-                 log=None) -> pd.DataFrame:
+                 out_inputs, on_bad_sequence: str = "error", truth_masks=None, out_truth_h5=None) -> pd.DataFrame:
     """Read, check, resample and write the patients of one shard.
 
     Parameters
@@ -200,13 +203,15 @@ def ingest_shard(source, plan: pd.DataFrame, shard: int, *, image_size: int, out
     rows, qc_rows, hashes = [], [], {}
     global_inputs = {Path(p) for p in source.input_files()}
     patients = plan.loc[plan["shard"] == shard, "patient_id"].tolist()
+    # counted in patients: how many sequences a patient holds is known once it is read
+    progress = Progress(len(patients), "patients", f"ingesting shard {shard}", logger=logger)
     with atomic_paths(outputs) as tmps:
         with contextlib.ExitStack() as files:  # every HDF5 file closed, also on error
             h5 = files.enter_context(_new_shard(tmps[Path(out_h5)], shard, image_size))
             truth_h5 = files.enter_context(_new_shard(tmps[Path(out_truth_h5)], shard, image_size)) \
                 if out_truth_h5 else None
             clean = files.enter_context(h5py.File(truth_masks, "r")) if truth_masks else None
-            for number, patient in enumerate(patients, start=1):
+            for patient in patients:
                 def skip(view, err, patient=patient):
                     qc_rows.append(_qc_row(patient, view, err))
 
@@ -241,13 +246,15 @@ def ingest_shard(source, plan: pd.DataFrame, shard: int, *, image_size: int, out
                         path = Path(path)
                         if path not in global_inputs and str(path) not in hashes:
                             hashes[str(path)] = sha256_file(path)
-                if log is not None and (number % 50 == 0 or number == len(patients)):
-                    print(f"shard {shard}: {number}/{len(patients)} patients", file=log, flush=True)
+                progress.update(1)
         table = pd.DataFrame(rows, columns=SEQUENCE_COLUMNS)
         table.to_csv(tmps[Path(out_sequences)], sep="\t", index=False)
         pd.DataFrame(qc_rows, columns=QC_COLUMNS).to_csv(tmps[Path(out_qc)], sep="\t", index=False)
         pd.DataFrame(sorted(hashes.items()), columns=["file", "sha256"]).to_csv(
             tmps[Path(out_inputs)], sep="\t", index=False)
+    logger.info(f"shard {shard}: {len(table)} sequences written")
+    if qc_rows:
+        logger.warning(f"shard {shard}: {len(qc_rows)} sequence(s) or patient(s) skipped, listed in {out_qc}")
     return table
 
 

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Iterator
 
-__all__ = ["atomic_path", "atomic_paths", "remove_stale_temporaries", "temporary_path"]
+__all__ = ["atomic_directory", "atomic_path", "atomic_paths", "remove_stale_temporaries", "temporary_path"]
 
 
 def temporary_path(path) -> Path:
@@ -68,6 +68,32 @@ def atomic_path(path) -> Iterator[Path]:
     """
     with atomic_paths([path]) as temporaries:
         yield temporaries[Path(path)]
+
+
+@contextlib.contextmanager
+def atomic_directory(path) -> Iterator[Path]:
+    """Write a folder all or nothing: a temporary folder to fill, renamed onto ``path`` at the end.
+
+    An existing ``path`` is replaced only once the new folder is complete; on error the
+    temporary folder is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    temporary = temporary_path(path)
+    if temporary.exists():
+        shutil.rmtree(temporary)
+    temporary.mkdir(parents=True)
+    try:
+        yield temporary
+        if path.exists():
+            old = path.with_name(f".old-{os.getpid()}-{path.name}")
+            os.replace(path, old)
+            os.replace(temporary, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary)
 
 
 def _running(pid: int) -> bool:

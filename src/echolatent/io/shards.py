@@ -78,6 +78,17 @@ def iter_shard_batches(path, datasets=("mask_native",), limit: int = 64, *,
         yield batch
 
 
+def shard_counts(path, dataset: str = "mask_native") -> tuple[int, int]:
+    """``(sequences, frames)`` of a shard, from the shapes of ``dataset`` (no array is read).
+
+    A group without ``dataset`` counts no frame (:func:`iter_shard` reports it).
+    """
+    with h5py.File(path, "r") as h5:
+        groups = [h5[patient][view] for patient in h5 for view in h5[patient]]
+        frames = [len(group[dataset]) if dataset in group else 0 for group in groups]
+    return len(frames), sum(frames)
+
+
 def shard_grid(path) -> int | None:
     """The cohort's model grid (root attribute ``image_size``) of a shard, if recorded."""
     with h5py.File(path, "r") as h5:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -39,6 +40,8 @@ __all__ = [
     "load_model",
     "resume_state",
 ]
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "echolatent-mask-vae"
 CHECKPOINT_VERSION = 1
@@ -171,7 +174,7 @@ def load_model(path: str | os.PathLike, expected_config: Any = None,
 
 
 def resume_state(last_path: Path, cfg_dict: dict[str, Any], fingerprint: str,
-                 on_mismatch: str, say: Callable[[str], None]) -> dict[str, Any] | None:
+                 on_mismatch: str) -> dict[str, Any] | None:
     """The resumable state in ``last_path`` when it belongs to this configuration and data.
 
     Returns None when there is nothing to resume. A state of another configuration or data
@@ -193,7 +196,7 @@ def resume_state(last_path: Path, cfg_dict: dict[str, Any], fingerprint: str,
     else:
         return ckpt
     if on_mismatch == "restart":
-        say(f"{last_path} {problem}: starting afresh")
+        logger.warning(f"{last_path} {problem}: starting afresh")
         last_path.unlink()
         return None
     raise CheckpointMismatchError(f"{last_path} {problem}; use a new output directory or "

@@ -151,7 +151,7 @@ class TrainConfig:
     ``model`` and ``loss`` are nested sections (:class:`VAEConfig`, :class:`LossConfig`).
     ``device``: "auto" (CUDA if available, else CPU), "cpu", "cuda" or "cuda:N".
     ``amp`` (float16 autocast + GradScaler) only takes effect on CUDA; ``channels_last``
-    applies on every device (it is about 20 % faster on CPU too, and deterministic). ``lr_schedule``: "constant"
+    applies on every device (faster on CPU too, and deterministic; benchmarks/README.md). ``lr_schedule``: "constant"
     or "cosine" (cosine decay from ``lr`` to ``lr * lr_min_factor`` over ``epochs``).
     ``drop_last``: drop the last incomplete training batch (its order changes every epoch).
     ``attribute_names`` / ``class_names`` label the outputs (defaults: the seven

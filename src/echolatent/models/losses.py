@@ -27,7 +27,7 @@ configuration gives, so that each model kind is a configuration change.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F

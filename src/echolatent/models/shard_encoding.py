@@ -8,23 +8,26 @@ the encoded input.
 
 from __future__ import annotations
 
-import time
+import logging
 
 import numpy as np
 import pandas as pd
 
 from echolatent.io.mask_shards import MaskShardWriter
-from echolatent.io.shards import iter_shard_batches, shard_grid
+from echolatent.io.shards import iter_shard_batches, shard_counts, shard_grid
 from echolatent.io.tables import write_table
 from echolatent.models.config import CLASS_NAMES
 from echolatent.models.inference import decode_masks, encode, model_input
 from echolatent.models.quality import dice_scores
+from echolatent.progress import Progress
 
 __all__ = ["encode_shard"]
 
+logger = logging.getLogger(__name__)
+
 
 def encode_shard(shard, model, *, out_table=None, out_h5=None, batch_size: int = 256, device="cpu",
-                 model_name: str = "", log=None) -> pd.DataFrame:
+                 model_name: str = "") -> pd.DataFrame:
     """Encode every frame of a cohort shard (one row per frame).
 
     Parameters
@@ -48,7 +51,8 @@ def encode_shard(shard, model, *, out_table=None, out_h5=None, batch_size: int =
     n_classes, latent_dim = int(model.config.n_classes), int(model.config.latent_dim)
     labels = tuple(range(1, n_classes))
     grid = shard_grid(shard)
-    tables, started, n_frames = [], time.perf_counter(), 0
+    tables = []
+    progress = Progress(shard_counts(shard)[1], "frames", f"encoding {shard}", logger=logger)
 
     def encode_chunk(chunk):
         """Encode and decode the frames of several sequences in shared network calls."""
@@ -88,14 +92,11 @@ def encode_shard(shard, model, *, out_table=None, out_h5=None, batch_size: int =
         # a network batch's worth of frames per call
         for chunk in iter_shard_batches(shard, ("mask_native", "frame_pos"), batch_size,
                                         size=lambda sequence: len(sequence.arrays["mask_native"])):
-            n_frames += encode_chunk(chunk)
+            progress.update(encode_chunk(chunk))
         if not tables:
             raise ValueError(f"{shard}: the shard holds no sequences")
     result = pd.concat(tables, ignore_index=True)
-    if log is not None:
-        seconds = time.perf_counter() - started
-        print(f"{shard}: encoded {n_frames} frames in {seconds:.1f} s ({n_frames / max(seconds, 1e-9):.0f} frames/s); "
-              f"mean reconstruction Dice {result['dice_mean'].mean():.4f}", file=log, flush=True)
+    logger.info(f"{shard}: mean reconstruction Dice {result['dice_mean'].mean():.4f}")
     if out_table is not None:
         write_table(result, out_table)
     return result

@@ -44,17 +44,19 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
+
+from echolatent.progress import Progress, duration
 
 from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, data_fingerprint, load_checkpoint, resume_state,
                          save_atomic, write_text_atomic)
@@ -66,6 +68,8 @@ from .quality import dice_per_class
 from .vae import MaskVAE, reparameterize
 
 __all__ = ["TrainingInterrupted", "train_vae"]
+
+logger = logging.getLogger(__name__)
 
 LOSS_TERMS = ("total", "rec", "ce", "dice_loss", "kl", "attr", "phase")
 
@@ -86,19 +90,6 @@ class TrainingInterrupted(RuntimeError):
 
 
 # --------------------------------------------------------------------------- helpers
-def _make_logger(log: Callable[[str], None] | IO[str] | None) -> Callable[[str], None]:
-    if log is None:
-        log = sys.stderr
-    if callable(log):
-        return log
-
-    def write(msg: str) -> None:
-        log.write(msg + "\n")
-        log.flush()
-
-    return write
-
-
 def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
     """A 63-bit seed that depends only on (seed, epoch, stream)."""
     state = np.random.SeedSequence([seed, epoch, stream]).generate_state(2, dtype=np.uint32)
@@ -183,7 +174,6 @@ def train_vae(train_masks: np.ndarray, train_attrs: np.ndarray | None,
               train_phase: np.ndarray | None, val_masks: np.ndarray,
               val_attrs: np.ndarray | None, val_phase: np.ndarray | None,
               config: TrainConfig | Mapping[str, Any] | None, out_dir: str | os.PathLike,
-              log: Callable[[str], None] | IO[str] | None = None,
               on_step: Callable[[int, int], None] | None = None,
               on_mismatch: str = "error") -> dict[str, Any]:
     """Train (or resume training of) a mask VAE and write the outputs into ``out_dir``.
@@ -191,7 +181,7 @@ def train_vae(train_masks: np.ndarray, train_attrs: np.ndarray | None,
     ``*_masks``: integer label maps (N, S, S) at the model input size; ``*_attrs``: (N, K)
     float attributes in the order of the regularised latent dims (needed for "ar-vae",
     optional otherwise); ``*_phase``: (N,) frame position in [0, 1] (needed for "cvae").
-    ``log``: a callable taking a line, or a text stream (default: stderr); lines are flushed.
+    Progress goes to this module's logger: one line per epoch, with the time left.
     ``on_step(epoch, step)`` is called after every optimisation step (tests use it).
     Returns the summary dict (also written to ``summary.json``).
     Raises :class:`TrainingInterrupted` on SIGTERM/SIGINT (after saving a resumable state).
@@ -211,7 +201,7 @@ def train_vae(train_masks: np.ndarray, train_attrs: np.ndarray | None,
         if cfg.num_threads is not None:
             torch.set_num_threads(cfg.num_threads)
         return _train(train_masks, train_attrs, train_phase, val_masks, val_attrs, val_phase,
-                      cfg, out_dir, log, on_step, on_mismatch)
+                      cfg, out_dir, on_step, on_mismatch)
     finally:
         torch.set_num_threads(threads_before)
 
@@ -219,9 +209,7 @@ def train_vae(train_masks: np.ndarray, train_attrs: np.ndarray | None,
 def _train(train_masks: np.ndarray, train_attrs: np.ndarray | None,
            train_phase: np.ndarray | None, val_masks: np.ndarray,
            val_attrs: np.ndarray | None, val_phase: np.ndarray | None, cfg: TrainConfig,
-           out_dir: str | os.PathLike, log: Callable[[str], None] | IO[str] | None,
-           on_step: Callable[[int, int], None] | None, on_mismatch: str) -> dict[str, Any]:
-    say = _make_logger(log)
+           out_dir: str | os.PathLike, on_step: Callable[[int, int], None] | None, on_mismatch: str) -> dict[str, Any]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tr_masks, tr_attrs, tr_phase = _check_inputs(train_masks, train_attrs, train_phase, cfg,
@@ -237,21 +225,21 @@ def _train(train_masks: np.ndarray, train_attrs: np.ndarray | None,
     # The resume state must come from the same configuration and data. It is checked against
     # what last.pt itself stores: config.json may have been deleted (Snakemake removes a job's
     # declared outputs before re-running it).
-    resume = resume_state(last_path, cfg_dict, fingerprint, on_mismatch, say)
+    resume = resume_state(last_path, cfg_dict, fingerprint, on_mismatch)
     write_text_atomic(out / "config.json", json.dumps(cfg_dict, indent=2) + "\n")
 
-    device = resolve_device(cfg.device, say)
+    device = resolve_device(cfg.device)
     on_cuda = device.type == "cuda"
     use_amp = cfg.amp and on_cuda
     use_cl = cfg.channels_last
     if on_cuda:
         torch.backends.cudnn.benchmark = True  # fast, not bit-reproducible (CPU runs are)
     memfmt = torch.channels_last if use_cl else torch.contiguous_format
-    say(f"kind={cfg.loss.kind} input={cfg.model.input_size}px blocks={cfg.model.blocks} "
-        f"channels={cfg.model.init_channels} latent={cfg.model.latent_dim} "
-        f"epochs={cfg.epochs} batch={cfg.batch_size} lr={cfg.lr:g} "
-        f"train={len(tr_masks)} val={len(va_masks)} amp={use_amp} channels_last={use_cl} "
-        f"threads={torch.get_num_threads()}")
+    logger.info(f"kind={cfg.loss.kind} input={cfg.model.input_size}px blocks={cfg.model.blocks} "
+                f"channels={cfg.model.init_channels} latent={cfg.model.latent_dim} "
+                f"epochs={cfg.epochs} batch={cfg.batch_size} lr={cfg.lr:g} "
+                f"train={len(tr_masks)} val={len(va_masks)} amp={use_amp} channels_last={use_cl} "
+                f"threads={torch.get_num_threads()}")
 
     torch.manual_seed(cfg.seed)
     model = MaskVAE(cfg.model).to(device=device, memory_format=memfmt)
@@ -286,7 +274,7 @@ def _train(train_masks: np.ndarray, train_attrs: np.ndarray | None,
         best_val, best_epoch = float(ckpt["best_val"]), int(ckpt["best_epoch"])
         best = ckpt.get("best")
         start_epoch = int(ckpt["epoch"])
-        say(f"resuming from {last_path} at the end of epoch {start_epoch}")
+        logger.info(f"resuming from {last_path} at the end of epoch {start_epoch}")
     else:
         save_atomic(state(0, nan_bounds, nan_bounds) | {"best": None}, last_path)
 
@@ -299,6 +287,8 @@ def _train(train_masks: np.ndarray, train_attrs: np.ndarray | None,
     n_steps = n_train // bs if cfg.drop_last else -(-n_train // bs)
     nc = cfg.model.n_classes
 
+    # epochs done of the run; the time left is measured on this call's epochs (not a resumed run's)
+    progress = Progress(cfg.epochs, "epochs", "training", done=start_epoch, logger=logger)
     with _SignalFlag() as flag:
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
@@ -340,8 +330,8 @@ def _train(train_masks: np.ndarray, train_attrs: np.ndarray | None,
                 if on_step is not None:
                     on_step(epoch, step)
                 if flag.signum is not None:
-                    say(f"{signal.Signals(flag.signum).name} received at epoch {epoch} step "
-                        f"{step + 1}/{n_steps}: discarding the partial epoch")
+                    logger.warning(f"{signal.Signals(flag.signum).name} received at epoch {epoch} step "
+                                   f"{step + 1}/{n_steps}: discarding the partial epoch")
                     raise TrainingInterrupted(flag.signum, epoch, out)
             train_terms = {k: float(v) / n_steps for k, v in sums.items()}
             if not math.isfinite(train_terms["total"]):
@@ -365,14 +355,15 @@ def _train(train_masks: np.ndarray, train_attrs: np.ndarray | None,
             save_atomic(state(epoch, zmin, zmax) | {"best": best}, last_path)
             _write_history(out / "history.tsv", history)
             dice_txt = " ".join(f"{cfg.class_name(c)}={val_dice[c]:.3f}" for c in range(1, nc))
-            say(f"epoch {epoch}/{cfg.epochs} train total={train_terms['total']:.4f} "
-                f"rec={train_terms['rec']:.4f} kl={train_terms['kl']:.2f} "
-                f"attr={_fmt(train_terms['attr'])} phase={_fmt(train_terms['phase'])} | "
-                f"val total={val_terms['total']:.4f} dice {dice_txt} | lr={lr:.2e} "
-                f"{seconds:.1f}s ({n_steps * bs / seconds:.0f} frames/s)"
-                + (" *best*" if best_epoch == epoch else ""))
+            progress.advance(1)
+            logger.info(f"epoch {epoch}/{cfg.epochs} train total={train_terms['total']:.4f} "
+                        f"rec={train_terms['rec']:.4f} kl={train_terms['kl']:.2f} "
+                        f"attr={_fmt(train_terms['attr'])} phase={_fmt(train_terms['phase'])} | "
+                        f"val total={val_terms['total']:.4f} dice {dice_txt} | lr={lr:.2e} "
+                        f"{seconds:.1f}s ({n_steps * bs / seconds:.0f} frames/s) | ETA {duration(progress.eta)}"
+                        + (" *best*" if best_epoch == epoch else ""))
             if flag.signum is not None:
-                say(f"{signal.Signals(flag.signum).name} received; epoch {epoch} was saved")
+                logger.warning(f"{signal.Signals(flag.signum).name} received; epoch {epoch} was saved")
                 raise TrainingInterrupted(flag.signum, epoch + 1, out)
 
         if best is None:
@@ -381,8 +372,9 @@ def _train(train_masks: np.ndarray, train_attrs: np.ndarray | None,
         _write_history(out / "history.tsv", history)
         summary = _finalise(out, cfg, device, tr_masks, va_masks, va_attrs, va_phase, history,
                             memfmt == torch.channels_last)
-    say(f"done: best epoch {summary['best_epoch']} val loss {summary['best_val_loss']:.4f}; "
-        f"val dice " + " ".join(f"{k}={v:.3f}" for k, v in summary["val_dice"].items()))
+    logger.info(f"done in {duration(progress.elapsed)}: best epoch {summary['best_epoch']} val loss "
+                f"{summary['best_val_loss']:.4f}; val dice "
+                + " ".join(f"{k}={v:.3f}" for k, v in summary["val_dice"].items()))
     return summary
 
 

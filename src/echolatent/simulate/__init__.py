@@ -12,10 +12,11 @@ Public API
 Modules: :mod:`~.config`, :mod:`~.population` (covariates, groups, planted effects),
 :mod:`~.dynamics` (cycle and 3-D heart), :mod:`~.geometry` (views and rasterisation),
 :mod:`~.observation` (noise and defects), :mod:`~.bmode` (images), :mod:`~.export`
-(formats), :mod:`~.cohort` (patient and cohort).
+(formats), :mod:`~.cohort` (one patient), :mod:`~.cohort_writer` (the cohort to disk).
 """
 
-from echolatent.simulate.cohort import PatientSimulation, ViewSimulation, iter_patients, simulate_patient, write_cohort
+from echolatent.simulate.cohort import PatientSimulation, ViewSimulation, simulate_patient
+from echolatent.simulate.cohort_writer import iter_patients, write_cohort
 from echolatent.simulate.config import (
     DEFECT_TYPES, FORMATS, NEGATIVE_CONTROLS, ConfigError, DefectRates, EffectsConfig, HeartConfig, ImageConfig,
     ObservationConfig, PopulationConfig, PoseConfig, SimulationConfig,

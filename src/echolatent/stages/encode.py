@@ -28,7 +28,7 @@ from echolatent.models.quality import reconstruction_quality, study_quality
 __all__ = ["load_corrector", "encode_stage", "quality_stage", "study_quality_stage"]
 
 
-def load_corrector(checkpoint, device: str = "auto", log=None):
+def load_corrector(checkpoint, device: str = "auto"):
     """``(model, attribute_names, device)`` of a checkpoint written by the trainer.
 
     ``attribute_names`` are the attributes tied to latent dims 0..K-1 (AR-VAE), [] otherwise;
@@ -39,7 +39,7 @@ def load_corrector(checkpoint, device: str = "auto", log=None):
     from echolatent.models.config import ATTRIBUTE_NAMES
     from echolatent.models.device import resolve_device
 
-    dev = resolve_device(device, (lambda m: print(m, file=log, flush=True)) if log is not None else None)
+    dev = resolve_device(device)
     config = load_checkpoint(checkpoint, map_location="cpu")["config"]
     model = load_model(checkpoint, device=dev)
     names = []
@@ -49,13 +49,13 @@ def load_corrector(checkpoint, device: str = "auto", log=None):
 
 
 def encode_stage(checkpoint, shard, *, out_table, out_h5, model_name: str = "", device: str = "auto",
-                 batch_size: int = 256, log=None) -> pd.DataFrame:
+                 batch_size: int = 256) -> pd.DataFrame:
     """Latent means, log-variances and reconstructions of a shard (rule ``encode_latents``)."""
     from echolatent.models.shard_encoding import encode_shard
 
-    model, _, dev = load_corrector(checkpoint, device, log)
+    model, _, dev = load_corrector(checkpoint, device)
     return encode_shard(shard, model, out_table=out_table, out_h5=out_h5, batch_size=batch_size, device=dev,
-                        model_name=model_name, log=log)
+                        model_name=model_name)
 
 
 def quality_stage(latent_tables, patients, *, model: str, out) -> pd.DataFrame:

@@ -25,6 +25,7 @@ is named by the rules' ``source``, ``cycle`` and ``layout`` params and opened by
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -37,6 +38,8 @@ from echolatent.io.sources import CamusSource, StoreSource
 from echolatent.io.tables import write_table
 
 __all__ = ["open_source", "simulate_stage", "manifest_stage", "plan_stage", "ingest_stage", "merge_stage"]
+
+logger = logging.getLogger(__name__)
 
 
 def open_source(kind: str, path, *, cycle: str = "full", layout: str = "auto"):
@@ -64,9 +67,12 @@ def open_source(kind: str, path, *, cycle: str = "full", layout: str = "auto"):
 def simulate_stage(settings: dict, out) -> None:
     """The synthetic cohort of the config's ``cohort.synthetic`` section, as a simulator store
     with its truth (rule ``simulate_cohort``; :func:`echolatent.simulate.write_cohort`)."""
+    from echolatent.progress import Progress
     from echolatent.simulate import SimulationConfig, write_cohort
 
-    write_cohort(SimulationConfig.from_dict(settings), out, fmt="store")
+    config = SimulationConfig.from_dict(settings)
+    progress = Progress(config.n_patients, "patients", "simulating", logger=logger)
+    write_cohort(config, out, fmt="store", progress=lambda done, total: progress.update(done - progress.done))
 
 
 def manifest_stage(source_kind: str, source_path, *, cycle: str, layout: str, out, plan=None, shard=None,
@@ -99,8 +105,7 @@ def plan_stage(source_kind: str, source_path, *, cycle: str, layout: str, n_shar
 
 
 def ingest_stage(source_kind: str, source_path, plan, shard, *, cycle: str, layout: str, image_size: int,
-                 on_bad_sequence: str, out_h5, out_sequences, out_qc, out_inputs, out_truth_h5=None,
-                 log=None) -> pd.DataFrame:
+                 on_bad_sequence: str, out_h5, out_sequences, out_qc, out_inputs, out_truth_h5=None) -> pd.DataFrame:
     """Read, check, resample and write the patients of one shard (rule ``ingest_shard``;
     :func:`echolatent.ingest.shard.ingest_shard`).
 
@@ -112,7 +117,7 @@ def ingest_stage(source_kind: str, source_path, plan, shard, *, cycle: str, layo
                         out_sequences=out_sequences, out_qc=out_qc, out_inputs=out_inputs,
                         on_bad_sequence=on_bad_sequence,
                         truth_masks=Path(source_path) / "truth" / "clean_masks.h5" if out_truth_h5 else None,
-                        out_truth_h5=out_truth_h5, log=log)
+                        out_truth_h5=out_truth_h5)
 
 
 def merge_stage(source_kind: str, source_path, plan, sequence_tables, qc_tables, input_tables, *, cycle: str,

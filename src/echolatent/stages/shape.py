@@ -30,6 +30,8 @@ the native grid (:func:`echolatent.shape.criteria.anatomical_metrics`).
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
@@ -39,6 +41,8 @@ from echolatent.shape.criteria import anatomical_metrics
 
 __all__ = ["anatomy_stage", "clinical_stage", "cohort_clinical_indices", "shard_anatomy_tables",
            "shard_clinical_records"]
+
+logger = logging.getLogger(__name__)
 
 ID_COLUMNS = ["patient_id", "view", "frame", "frame_pos"]
 
@@ -143,8 +147,8 @@ def cohort_clinical_indices(shards, *, dataset: str = "mask_native", rule: str =
     return clinical_indices(records, rule=rule)
 
 
-def anatomy_stage(masks, *, attrs_from=None, dataset: str, grid, out_criteria, out_attributes,
-                  log=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def anatomy_stage(masks, *, attrs_from=None, dataset: str, grid, out_criteria,
+                  out_attributes) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The criteria and attributes tables of one shard of one mask source (rule ``anatomical_metrics``).
 
     ``masks``: the shard holding the source's masks; ``attrs_from``: the cohort shard, for
@@ -153,18 +157,15 @@ def anatomy_stage(masks, *, attrs_from=None, dataset: str, grid, out_criteria, o
     criteria, attributes = shard_anatomy_tables(masks, dataset=dataset, attrs_from=attrs_from, grid=grid)
     write_table(criteria, out_criteria)
     write_table(attributes, out_attributes)
-    if log is not None:
-        print(f"{len(criteria)} frames, {int(criteria['anatomical_errors'].sum())} with anatomical errors "
-              f"(criteria grid: {grid})", file=log, flush=True)
+    logger.info(f"{len(criteria)} frames, {int(criteria['anatomical_errors'].sum())} with anatomical errors "
+                f"(criteria grid: {grid})")
     return criteria, attributes
 
 
-def clinical_stage(shards, *, dataset: str, rule: str, out, log=None) -> pd.DataFrame:
+def clinical_stage(shards, *, dataset: str, rule: str, out) -> pd.DataFrame:
     """Biplane Simpson EDV/ESV/EF and LA volume per patient (rule ``clinical_indices``;
     :func:`cohort_clinical_indices`), written to ``out``."""
     table = cohort_clinical_indices(shards, dataset=dataset, rule=rule)
     write_table(table, out)
-    if log is not None:
-        print(f"{len(table)} patients, {int(table['foreshortening'].sum())} flagged for foreshortening", file=log,
-              flush=True)
+    logger.info(f"{len(table)} patients, {int(table['foreshortening'].sum())} flagged for foreshortening")
     return table

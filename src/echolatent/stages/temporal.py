@@ -15,9 +15,9 @@ Rules, their files and their function
                            shard, ``frames.tsv``) -> ``results/temporal/{model}/shard-{k}.tsv``
                            (before/after, one row per sequence) and ``shard-{k}.h5`` (corrected
                            masks); :func:`correction_stage`
-``export_temporal_nifti``  ``results/temporal/{model}/shard-{k}.h5`` -> one NIfTI file per
-                           sequence under ``results/temporal/{model}/nifti/`` and the manifest
-                           ``nifti/shard-{k}.tsv``; :func:`export_stage`
+``export_temporal_nifti``  ``results/temporal/{model}/shard-{k}.h5`` -> the folder
+                           ``results/temporal/{model}/nifti/shard-{k}/``: one NIfTI file per
+                           sequence (one folder per patient) and ``manifest.tsv``; :func:`export_stage`
 ``temporal_summary``       the per-shard before/after tables -> ``results/temporal/{model}/summary.tsv``;
                            :func:`summary_stage`
 
@@ -47,6 +47,7 @@ regularises, in either unit (:func:`~echolatent.temporal.thresholds.by_attribute
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,8 @@ __all__ = [
     "export_stage",
     "summary_stage",
 ]
+
+logger = logging.getLogger(__name__)
 
 REFERENCES = ("truth", "observed", "input")
 LATENT_MODES = ("derived", "image")
@@ -107,7 +110,7 @@ def _with_defects(table: pd.DataFrame, frames, cycle: str) -> pd.DataFrame:
 
 
 def image_thresholds_stage(attribute_tables, patients, *, reference: str, splits, names, frames=None,
-                           cycle: str = "full", out=None, log=None) -> pd.DataFrame:
+                           cycle: str = "full", out=None) -> pd.DataFrame:
     """Image-space bounds and thresholds from the reference sequences (rule ``temporal_thresholds``).
 
     ``attribute_tables``: per-shard attribute tables of the reference masks (``truth``) or
@@ -126,8 +129,7 @@ def image_thresholds_stage(attribute_tables, patients, *, reference: str, splits
         table, exclude = _with_defects(table, frames, cycle), "defective"
     result = derive_thresholds_table(table, list(names), reference=f"{reference}:{'+'.join(splits)}",
                                      exclude=exclude, cycle=cycle)
-    if log is not None:
-        print(result.to_string(index=False), file=log, flush=True)
+    logger.info("image thresholds:\n%s", result.to_string(index=False))
     if out is not None:
         write_thresholds(result, out)
     return result
@@ -135,8 +137,8 @@ def image_thresholds_stage(attribute_tables, patients, *, reference: str, splits
 
 def latent_thresholds_stage(checkpoint, latent_bounds, image_thresholds, *, mode: str, reference: str = "input",
                             reference_shards=(), cohort_shards=(), patients=None, splits=("train",), frames=None,
-                            cycle: str = "full", device: str = "auto", batch_size: int = 256, out=None,
-                            log=None) -> pd.DataFrame:
+                            cycle: str = "full", device: str = "auto", batch_size: int = 256,
+                            out=None) -> pd.DataFrame:
     """Latent-space bounds and thresholds of the attribute dimensions (rule ``latent_thresholds``).
 
     ``mode="image"`` is the reference's choice: the image threshold of attribute k on latent
@@ -152,7 +154,7 @@ def latent_thresholds_stage(checkpoint, latent_bounds, image_thresholds, *, mode
 
     if mode not in LATENT_MODES:
         raise ValueError(f"temporal latent_thresholds must be one of {LATENT_MODES}, got {mode!r}")
-    model, names, dev = load_corrector(checkpoint, device, log)
+    model, names, dev = load_corrector(checkpoint, device)
     image = by_attribute(read_thresholds(image_thresholds, space="image"))  # pixel or physical rows
     bounds = read_latent_bounds(latent_bounds)
     dims = [k for k, name in enumerate(names) if temporal_attribute(name) in image.index]
@@ -196,15 +198,14 @@ def latent_thresholds_stage(checkpoint, latent_bounds, image_thresholds, *, mode
         result = derive_thresholds_table(table, [f"mu_{k}" for k in dims], names=dim_names, space="latent",
                                          dims=dims, bounds=(lo, hi), exclude=exclude, cycle=cycle,
                                          reference=f"latent:{reference}:{'+'.join(splits)}")
-    if log is not None:
-        print(result.to_string(index=False), file=log, flush=True)
+    logger.info("latent thresholds:\n%s", result.to_string(index=False))
     if out is not None:
         write_thresholds(result, out)
     return result
 
 
 def detection_stage(attribute_tables, frames, thresholds, *, cycle: str = "full", margin: float = 0.0,
-                    patients=None, out=None, log=None) -> pd.DataFrame:
+                    patients=None, out=None) -> pd.DataFrame:
     """Detection rates of the metric on the injected defects (rule ``temporal_detection``).
 
     With ``patients`` (``patients.tsv``) the rates are given per split (``train``, ``val``,
@@ -233,8 +234,7 @@ def detection_stage(attribute_tables, frames, thresholds, *, cycle: str = "full"
     rates = pd.concat(tables, ignore_index=True)
     if patients is None:
         rates = rates.drop(columns="split")
-    if log is not None:
-        print(rates.to_string(index=False), file=log, flush=True)
+    logger.info("detection rates:\n%s", rates.to_string(index=False))
     if out is not None:
         write_table(rates, out)
     return rates
@@ -242,7 +242,7 @@ def detection_stage(attribute_tables, frames, thresholds, *, cycle: str = "full"
 
 def correction_stage(checkpoint, shard, image_thresholds, latent_thresholds, *, settings: dict,
                      truth_shard=None, frames=None, cycle: str = "full", patients=None, out_table=None, out_h5=None,
-                     model_name: str = "", device: str = "auto", log=None) -> pd.DataFrame:
+                     model_name: str = "", device: str = "auto") -> pd.DataFrame:
     """Temporal correction of a shard (rule ``temporal_correction``).
 
     With the simulator's ``frames`` table (synthetic cohorts) the table also gets
@@ -255,17 +255,16 @@ def correction_stage(checkpoint, shard, image_thresholds, latent_thresholds, *, 
     from echolatent.temporal.correction.consistency import LatentConstraint
     from echolatent.temporal.correction.shard import correct_shard
 
-    model, _, dev = load_corrector(checkpoint, device, log)
+    model, _, dev = load_corrector(checkpoint, device)
     # the rows of the seven attributes, in the columns the table names (mm or pixels)
     image = by_attribute(read_thresholds(image_thresholds, space="image")).reset_index(drop=True)
     latent = pd.read_csv(latent_thresholds, sep="\t")
     constraint = LatentConstraint.from_table(latent) if len(latent) else None
     config = CorrectionConfig.from_settings(settings.get("temporal"), settings.get("encoding"))
-    if log is not None:
-        print(f"correction settings {json.dumps(settings)}; constrained dims "
-              f"{[] if constraint is None else constraint.dims.tolist()}", file=log, flush=True)
+    logger.info(f"correction settings {json.dumps(settings)}; constrained dims "
+                f"{[] if constraint is None else constraint.dims.tolist()}")
     table = correct_shard(shard, model, image_thresholds=image, constraint=constraint, config=config,
-                          truth_shard=truth_shard, out_h5=out_h5, model_name=model_name, device=dev, log=log,
+                          truth_shard=truth_shard, out_h5=out_h5, model_name=model_name, device=dev,
                           cycle=cycle)
     if frames is not None:
         from echolatent.temporal.evaluation import injected_defects
@@ -284,18 +283,24 @@ def correction_stage(checkpoint, shard, image_thresholds, latent_thresholds, *, 
     return table
 
 
-def export_stage(mask_shard, out_dir, *, manifest, log=None) -> pd.DataFrame:
-    """Corrected sequences of one shard as NIfTI, one folder per patient (rule ``export_temporal_nifti``;
-    :func:`echolatent.temporal.export.export_nifti`); the manifest's paths are relative to ``out_dir``."""
+def export_stage(mask_shard, out_dir) -> pd.DataFrame:
+    """Corrected sequences of one shard as NIfTI (rule ``export_temporal_nifti``;
+    :func:`echolatent.temporal.export.export_nifti`).
+
+    ``out_dir`` (``results/temporal/{model}/nifti/shard-{k}``, the rule's declared output) gets
+    one folder per patient and ``manifest.tsv`` (``patient_id, view, n_frames, file``, paths
+    relative to ``out_dir``); it is written complete or not at all.
+    """
+    from echolatent.io.atomic import atomic_directory
     from echolatent.temporal.export import export_nifti
 
-    table = export_nifti(mask_shard, out_dir, manifest=manifest, relative_to=out_dir)
-    if log is not None:
-        print(f"{len(table)} sequences written under {out_dir}", file=log, flush=True)
+    with atomic_directory(out_dir) as folder:
+        table = export_nifti(mask_shard, folder, manifest=folder / "manifest.tsv", relative_to=folder)
+    logger.info(f"{len(table)} sequences written under {out_dir}")
     return table
 
 
-def summary_stage(tables, *, model: str | None = None, out=None, log=None) -> pd.DataFrame:
+def summary_stage(tables, *, model: str | None = None, out=None) -> pd.DataFrame:
     """Cohort totals of the per-shard correction tables (rule ``temporal_summary``).
 
     One row per split (``train``, ``val``, ``test``, ``all``, when the tables have a
@@ -303,8 +308,8 @@ def summary_stage(tables, *, model: str | None = None, out=None, log=None) -> pd
     synthetic cohorts also the sequences with and without an injected spike when a
     ``spiked`` column is present): sequences, inconsistent
     sequences and frames before/after, anatomical errors before/after, mean Dice to the
-    truth before/after. ``model``: the model's name, in a leading ``model`` column; ``log``:
-    where the table is printed.
+    truth before/after. ``model``: the model's name, in a leading ``model`` column. The table
+    is also logged.
     """
     table = pd.concat([pd.read_csv(t, sep="\t") for t in tables], ignore_index=True)
     splits = ["all"]
@@ -327,8 +332,7 @@ def summary_stage(tables, *, model: str | None = None, out=None, log=None) -> pd
         result.insert(0, "model", model)
     if out is not None:
         write_table(result, Path(out))
-    if log is not None:
-        print(result.to_string(index=False), file=log, flush=True)
+    logger.info("summary:\n%s", result.to_string(index=False))
     return result
 
 

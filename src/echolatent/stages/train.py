@@ -18,6 +18,7 @@ they must describe what the network sees). The training itself is
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,8 @@ from echolatent.io.shards import iter_shard
 from echolatent.resample import resize_masks_nearest
 
 __all__ = ["load_split_frames", "train_on_cohort", "train_stage"]
+
+logger = logging.getLogger(__name__)
 
 
 def load_split_frames(shards, patients, split: str, *, input_size: int, attributes=()) -> dict:
@@ -84,7 +87,7 @@ def load_split_frames(shards, patients, split: str, *, input_size: int, attribut
 
 
 def train_on_cohort(shards, patients, training: dict, attributes, *, out_dir, threads: int | None = None,
-                    log=None, on_mismatch: str = "error") -> dict:
+                    on_mismatch: str = "error") -> dict:
     """Load the train/val frames of a cohort and train (or resume) the configured VAE.
 
     Parameters
@@ -134,15 +137,15 @@ def train_on_cohort(shards, patients, training: dict, attributes, *, out_dir, th
             raise ValueError(f"model.n_classes must be 3 (BG/LV/MYO) or 4 (BG/LV/MYO/LA), got {config.model.n_classes}")
     train, val = data["train"], data["val"]
     return train_vae(train["masks"], train["attributes"], train["phase"], val["masks"], val["attributes"],
-                     val["phase"], config, out_dir, log=log, on_mismatch=on_mismatch)
+                     val["phase"], config, out_dir, on_mismatch=on_mismatch)
 
 
-def train_stage(shards, patients, training: dict, attributes, *, out_dir, log=None) -> int:
+def train_stage(shards, patients, training: dict, attributes, *, out_dir) -> int:
     """Train (or resume) one model of the study (rule ``train_vae``; :func:`train_on_cohort`).
 
     A resume state of another configuration or data in ``out_dir`` is discarded (Snakemake
     re-runs the job because the config or the data changed). An interrupted training is
-    reported on ``log`` and can be resumed from ``last.pt`` by running the rule again.
+    logged and can be resumed from ``last.pt`` by running the rule again.
 
     Returns
     -------
@@ -153,9 +156,8 @@ def train_stage(shards, patients, training: dict, attributes, *, out_dir, log=No
     from echolatent.models.training import TrainingInterrupted
 
     try:
-        train_on_cohort(shards, patients, training, attributes, out_dir=out_dir, log=log, on_mismatch="restart")
+        train_on_cohort(shards, patients, training, attributes, out_dir=out_dir, on_mismatch="restart")
     except TrainingInterrupted as interrupted:
-        if log is not None:
-            print(f"training interrupted ({interrupted}); re-run to resume from last.pt", file=log, flush=True)
+        logger.warning(f"training interrupted ({interrupted}); re-run to resume from last.pt")
         return getattr(interrupted, "exit_code", 130)
     return 0

@@ -99,7 +99,7 @@ def temporal_outputs(model: str, settings: dict, synthetic: bool, shards) -> lis
     files = [f"results/temporal/{model}/summary.tsv"]
     files += [f"results/temporal/{model}/shard-{k}.{ext}" for k in shards for ext in ("tsv", "h5")]
     if settings["correction"]["export_nifti"]:
-        files += [f"results/temporal/{model}/nifti/shard-{k}.tsv" for k in shards]
+        files += [f"results/temporal/{model}/nifti/shard-{k}" for k in shards]
     if synthetic:
         files.append("results/temporal/detection.tsv")
     return files

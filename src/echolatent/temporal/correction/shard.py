@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import time
+import logging
 
 import numpy as np
 import pandas as pd
 
 from echolatent.io.mask_shards import MaskShardWriter
-from echolatent.io.shards import iter_shard, iter_shard_batches, shard_grid
+from echolatent.io.shards import iter_shard, iter_shard_batches, shard_counts, shard_grid
 from echolatent.io.tables import write_table
 from echolatent.labels import BACKGROUND as BG
 from echolatent.labels import LA
 from echolatent.models.config import CLASS_NAMES
 from echolatent.models.inference import knows_atrium
 from echolatent.models.quality import dice_scores
+from echolatent.progress import Progress
 from echolatent.resample import resize_masks_nearest
 from echolatent.shape.criteria import anatomical_metrics
 from echolatent.temporal.config import CorrectionConfig
@@ -25,10 +26,12 @@ from echolatent.temporal.metric import temporal_consistency
 
 __all__ = ["correct_shard"]
 
+logger = logging.getLogger(__name__)
+
 
 def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: LatentConstraint | None,
                   config: CorrectionConfig | None = None, truth_shard=None, out_table=None, out_h5=None,
-                  model_name: str = "", device="cpu", chunk_sequences: int = 64, log=None,
+                  model_name: str = "", device="cpu", chunk_sequences: int = 64,
                   cycle=None) -> pd.DataFrame:
     """Correct every sequence of a cohort shard; before/after table and corrected mask shard.
 
@@ -79,17 +82,16 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
     labels = (1, 2) if drop_la else (1, 2, 3)
     grid = shard_grid(shard)
     cohort_size = grid or int(model.config.input_size)
-    rows, started, n_frames = [], time.perf_counter(), 0
+    rows = []
+    progress = Progress(shard_counts(shard)[0], "sequences", f"correcting {shard}", logger=logger)
 
     def run(batch):
-        nonlocal n_frames
         inputs = [s.arrays["mask_native"] for s in batch]
         spacings = [s.spacing("mask_native") for s in batch]
         results = correct_sequences(model, inputs, constraint=constraint, config=config, spacings=spacings,
                                     image=image, grid=grid, device=device, cycle=cycle)
         for sequence, before, spacing, r in zip(batch, inputs, spacings, results):
             after = r.masks
-            n_frames += len(after)
             row = {"patient_id": sequence.patient_id, "view": sequence.view, "n_frames": len(after),
                    "method": r.method, "corrected": r.corrected, "replaced_frames": int(r.replaced.sum()),
                    "rounds": r.rounds}
@@ -131,14 +133,13 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
     with MaskShardWriter.optional(out_h5, source="temporal", model=model_name, image_size=cohort_size) as writer:
         for batch in iter_shard_batches(shard, ("mask_native", "frame_pos"), chunk_sequences):
             run(batch)
+            progress.update(len(batch))
         if not rows:
             raise ValueError(f"{shard}: the shard holds no sequences")
     table = pd.DataFrame(rows)
-    if log is not None:
-        seconds = time.perf_counter() - started
-        before, after = (int(table[f"sequence_inconsistent_{w}"].sum()) for w in ("before", "after"))
-        print(f"{shard}: {len(table)} sequences, {n_frames} frames in {seconds:.1f} s; inconsistent sequences "
-              f"{before} -> {after}", file=log, flush=True)
+    before, after = (int(table[f"sequence_inconsistent_{w}"].sum()) for w in ("before", "after"))
+    logger.info(f"{shard}: {len(table)} sequences, {int(table['n_frames'].sum())} frames; inconsistent sequences "
+                f"{before} -> {after}")
     if out_table is not None:
         write_table(table, out_table)
     return table
