@@ -40,6 +40,7 @@ BOUND = {
     (shape.cohort_clinical_indices, "rule"): ("clinical", "disc_rule"),
     (encode.encode_stage, "batch_size"): ("encoding", "batch_size"),
     (temporal.image_thresholds_stage, "cycle"): ("cohort", "cycle"),
+    (temporal.image_thresholds_stage, "robust_k"): ("temporal", "thresholds", "robust_k"),
     (temporal.detection_stage, "cycle"): ("cohort", "cycle"),
     (temporal.detection_stage, "margin"): ("temporal", "thresholds", "margin"),
     (temporal.latent_thresholds_stage, "mode"): ("temporal", "thresholds", "latent"),

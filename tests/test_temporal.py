@@ -176,3 +176,32 @@ def test_smooth_trajectories_matches_the_gradient_descent_reference():
     slow = reference_smoothing(z, constrained=[0, 3], tau=tau, lo=lo, hi=hi)
     np.testing.assert_allclose(fast, slow, atol=1e-4)
     assert not temporal_consistency(fast[:, [0, 3]], lo, hi, tau)["sequence_inconsistent"]
+
+
+def test_robust_thresholds_are_not_inflated_by_defects_among_the_references():
+    """Truth-free references hold defects: the max rule takes them as the threshold, the robust
+    rule estimates the clean deviations' spread (k robust SDs)."""
+    import pandas as pd
+
+    from echolatent.temporal.thresholds import derive_thresholds_table
+
+    rng = np.random.default_rng(7)
+    sigma, n_seq, T = 0.5, 200, 40
+    rows = []
+    for s in range(n_seq):
+        curve = 100.0 + sigma * rng.standard_normal(T)      # flat curve: d_t is noise only
+        if s % 5 == 0:
+            curve[rng.integers(1, T - 1)] += 10.0           # a defect in 20 % of the references
+        rows.append(pd.DataFrame({"patient_id": f"P{s:03d}", "view": "4CH", "frame": np.arange(T), "a": curve}))
+    table = pd.concat(rows)
+    bounds = ([90.0], [110.0])                               # normalised = mm / 20
+    robust = derive_thresholds_table(table, ["a"], bounds=bounds, cycle="full", rule="robust", robust_k=4.0)
+    maximum = derive_thresholds_table(table, ["a"], bounds=bounds, cycle="full", rule="max")
+    # iid noise: d_t = x_t - (x_{t-1} + x_{t+1}) / 2 has SD sigma * sqrt(1.5); 4 SDs in normalised units
+    expected = 4.0 * sigma * np.sqrt(1.5) / 20.0
+    assert robust["tau"].iloc[0] == pytest.approx(expected, rel=0.06)
+    assert maximum["tau"].iloc[0] > 2.5 * expected           # set by a defect: (10 mm) / 20
+    # the defect (10 mm) plus at most ~3 noise SDs (0.61 mm each) of the frames around it
+    assert maximum["tau"].iloc[0] == pytest.approx(10.0 / 20.0, abs=3 * sigma * np.sqrt(1.5) / 20.0 + 0.01)
+    with pytest.raises(ValueError, match="rule"):
+        derive_thresholds_table(table, ["a"], rule="median")

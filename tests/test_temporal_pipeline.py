@@ -259,6 +259,11 @@ def test_workflow_settings_and_paths():
     assert settings["thresholds"]["reference"] == "auto" and settings["correction"]["method"] == "repair"
     assert workflow.reference(settings, synthetic=True) == "observed"
     assert workflow.reference(settings, synthetic=False) == "input"
+    # auto: the published max rule for clean references, the robust rule for truth-free ones
+    assert workflow.threshold_rule(settings, synthetic=True) == "max"
+    assert workflow.threshold_rule(settings, synthetic=False) == "robust"
+    truth_free = workflow.settings({"temporal": {"thresholds": {"reference": "input"}}})
+    assert workflow.threshold_rule(truth_free, synthetic=True) == "robust"
     assert workflow.image_thresholds(workflow.settings({"temporal": {"thresholds": {"source": "published"}}})) == \
         "resources/temporal_thresholds.tsv"
     inputs = workflow.correction_inputs("arvae", 1, settings, synthetic=True)

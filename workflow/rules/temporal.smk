@@ -23,6 +23,8 @@ rule temporal_thresholds:
         "logs/temporal_thresholds.log",
     params:
         reference=temporal_paths.reference(TEMPORAL, SYNTHETIC),
+        rule=temporal_paths.threshold_rule(TEMPORAL, SYNTHETIC),  # max for clean references, robust for input
+        robust_k=TEMPORAL["thresholds"]["robust_k"],
         splits=TEMPORAL["thresholds"]["reference_splits"],
         names=temporal_paths.threshold_names(TEMPORAL),  # physical (mm) columns unless temporal.thresholds.units: pixels
         cycle=cohort_cycle(),

@@ -12,6 +12,8 @@ image_thresholds_stage(
     reference=snakemake.params.reference,
     splits=snakemake.params.splits,
     names=snakemake.params.names,
+    rule=snakemake.params.rule,
+    robust_k=snakemake.params.robust_k,
     frames=snakemake.input.get("frames"),
     cycle=snakemake.params.cycle,
     out=snakemake.output.thresholds,

@@ -109,14 +109,16 @@ def _with_defects(table: pd.DataFrame, frames, cycle: str) -> pd.DataFrame:
     return out
 
 
-def image_thresholds_stage(attribute_tables, patients, *, reference: str, splits, names, frames=None,
-                           cycle: str = "full", out=None) -> pd.DataFrame:
+def image_thresholds_stage(attribute_tables, patients, *, reference: str, splits, names, rule: str = "max",
+                           robust_k: float = 4.0, frames=None, cycle: str = "full", out=None) -> pd.DataFrame:
     """Image-space bounds and thresholds from the reference sequences (rule ``temporal_thresholds``).
 
     ``attribute_tables``: per-shard attribute tables of the reference masks (``truth``) or
     of the ingested masks (``observed``, ``input``); ``frames``: the simulator's frames
     table (``observed`` only); ``names``: the attribute columns (physical by default, see
-    :func:`~echolatent.temporal.thresholds.image_attribute_names`).
+    :func:`~echolatent.temporal.thresholds.image_attribute_names`); ``rule`` and ``robust_k``:
+    how the thresholds are derived (:func:`~echolatent.temporal.thresholds.derive_thresholds_table`;
+    the workflow's ``rule: auto`` is ``max`` for clean references and ``robust`` for ``input``).
     """
     if reference not in REFERENCES:
         raise ValueError(f"temporal reference must be one of {REFERENCES}, got {reference!r}")
@@ -127,8 +129,8 @@ def image_thresholds_stage(attribute_tables, patients, *, reference: str, splits
         if frames is None:
             raise ValueError("the 'observed' reference needs the simulator's frames table (synthetic cohorts)")
         table, exclude = _with_defects(table, frames, cycle), "defective"
-    result = derive_thresholds_table(table, list(names), reference=f"{reference}:{'+'.join(splits)}",
-                                     exclude=exclude, cycle=cycle)
+    result = derive_thresholds_table(table, list(names), reference=f"{reference}:{'+'.join(splits)}:{rule}",
+                                     exclude=exclude, cycle=cycle, rule=rule, robust_k=robust_k)
     logger.info("image thresholds:\n%s", result.to_string(index=False))
     if out is not None:
         write_thresholds(result, out)

@@ -12,6 +12,21 @@ does (:func:`derive_thresholds_table`):
 * ``tau`` = max over reference sequences of ``max_t |d_t|`` (every reference sequence is
   then consistent by construction).
 
+Robust rule (truth-free references)
+-----------------------------------
+The max rule needs clean references: one segmentation failure among them becomes the
+threshold. A user without annotations derives thresholds from the ingested masks themselves
+(``reference: input``), where a few percent of the frames carry defects; the max rule then
+sets thresholds as large as the defects and flags almost nothing (5.6 % of held-out spikes on
+the 200-patient recorded run, ``benchmarks/README.md``). ``rule="robust"`` estimates the
+spread of the clean deviations instead: ``tau = k * 1.4826 * median_t |d_t|`` over the
+reference frames (interior frames for ``tau``, end frames for ``tau_end``). The median
+ignores defective frames as long as they are a minority, and ``1.4826 * median |d|`` is the
+standard deviation of Gaussian deviations, so ``k`` says how many standard deviations a
+frame may deviate (the largest of ``N`` Gaussian values is about ``sqrt(2 ln N)`` standard
+deviations: 4 for ``N`` = 3,000). The reference sequences are then not all consistent by
+construction: a defect among them is flagged, as it should be.
+
 Reference sequences are the clean truth masks of a synthetic cohort, and the ingested
 masks of the training split otherwise (the manual segmentations of CAMUS-like data).
 
@@ -69,6 +84,7 @@ from echolatent.shape.attributes import PHYSICAL_ATTRIBUTES, TEMPORAL_ATTRIBUTES
 from echolatent.temporal.metric import CAMUS_BOUNDS, TEMPORAL_THRESHOLDS, sequence_maxima
 
 __all__ = [
+    "RULES",
     "THRESHOLD_COLUMNS",
     "IMAGE_UNITS",
     "image_attribute_names",
@@ -84,6 +100,10 @@ __all__ = [
 THRESHOLD_COLUMNS = ["space", "name", "dim", "lo", "hi", "tau", "n_sequences", "seq_max_min", "seq_max_mean",
                      "seq_max_std", "reference", "tau_end"]
 SEQUENCE_KEY = ["patient_id", "view"]
+#: How thresholds are derived from the reference sequences (module docstring).
+RULES = ("max", "robust")
+#: Gaussian standard deviation = this factor x median absolute value (of centred values).
+MAD_TO_SD = 1.4826
 #: Units of the derived image-space thresholds: physical (mm, mm^2, degrees; default) or pixels.
 IMAGE_UNITS = ("physical", "pixels")
 
@@ -139,7 +159,7 @@ def sequence_curves(table: pd.DataFrame, columns) -> tuple[list[tuple[str, str]]
 
 def derive_thresholds_table(table: pd.DataFrame, columns, *, names=None, space: str = "image", dims=None,
                             bounds=None, reference: str = "", exclude: str | None = None,
-                            cycle=None) -> pd.DataFrame:
+                            cycle=None, rule: str = "max", robust_k: float = 4.0) -> pd.DataFrame:
     """Bounds and thresholds from the reference sequences of a per-frame table.
 
     Parameters
@@ -168,7 +188,17 @@ def derive_thresholds_table(table: pd.DataFrame, columns, *, names=None, space: 
         and ``tau_end`` that of the first and last frames; with None (the reference, ``d = 0``
         at the ends) ``tau_end`` is NaN. Thresholds are only valid with the rule they were
         derived with.
+    rule : {"max", "robust"}
+        ``max``: the largest deviation of the reference (the published rule, for clean
+        references); ``robust``: ``robust_k`` robust standard deviations of the reference
+        deviations (for references that may hold defects; module docstring).
+    robust_k : float
+        Standard deviations of the robust rule.
     """
+    if rule not in RULES:
+        raise ValueError(f"threshold rule must be one of {RULES}, got {rule!r}")
+    if not robust_k > 0:
+        raise ValueError(f"robust_k must be > 0, got {robust_k!r}")
     columns = list(columns)
     names = columns if names is None else list(names)
     if len(names) != len(columns):
@@ -193,7 +223,11 @@ def derive_thresholds_table(table: pd.DataFrame, columns, *, names=None, space: 
     maxima = sequence_maxima(curves, lo, hi, cycle=cycle)
     with np.errstate(all="ignore"):
         tau, tau_end = np.nanmax(maxima, axis=0), np.full(len(names), np.nan)
-        if cycle is not None:  # the ends have their own threshold (echolatent.temporal.metric)
+        if rule == "robust":
+            tau = robust_k * MAD_TO_SD * np.nanmedian(_deviations(curves, lo, hi, cycle, "interior"), axis=0)
+            if cycle is not None:
+                tau_end = robust_k * MAD_TO_SD * np.nanmedian(_deviations(curves, lo, hi, cycle, "ends"), axis=0)
+        elif cycle is not None:  # the ends have their own threshold (echolatent.temporal.metric)
             tau = np.nanmax(sequence_maxima(curves, lo, hi, cycle=cycle, frames="interior"), axis=0)
             tau_end = np.nanmax(sequence_maxima(curves, lo, hi, cycle=cycle, frames="ends"), axis=0)
         rows = {
@@ -204,6 +238,17 @@ def derive_thresholds_table(table: pd.DataFrame, columns, *, names=None, space: 
             "seq_max_std": np.nanstd(maxima, axis=0), "reference": reference,
         }
     return _typed(pd.DataFrame(rows, columns=THRESHOLD_COLUMNS))
+
+
+def _deviations(curves, lo, hi, cycle, frames: str) -> np.ndarray:
+    """``|d_t|`` of the interior (``1 .. T - 2``) or end frames of every curve, stacked (frames, K)."""
+    from echolatent.temporal.metric import consistency_deviation
+
+    parts = []
+    for curve in curves:
+        d = np.abs(consistency_deviation(curve, lo, hi, cycle=cycle))
+        parts.append(d[1:-1] if frames == "interior" else d[[0, -1]] if len(d) else d)
+    return np.concatenate(parts) if parts else np.empty((0, len(lo)))
 
 
 def _typed(table: pd.DataFrame) -> pd.DataFrame:

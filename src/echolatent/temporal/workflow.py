@@ -11,7 +11,7 @@ from __future__ import annotations
 from echolatent.settings import check_section
 from echolatent.temporal.thresholds import image_attribute_names
 
-__all__ = ["settings", "correction_settings", "reference", "image_thresholds", "threshold_names",
+__all__ = ["settings", "correction_settings", "reference", "threshold_rule", "image_thresholds", "threshold_names",
            "threshold_inputs", "latent_threshold_inputs", "correction_inputs", "temporal_outputs", "latent_outputs"]
 
 
@@ -33,6 +33,15 @@ def reference(settings: dict, synthetic: bool) -> str:
         return "observed" if synthetic else "input"
     if choice in ("truth", "observed") and not synthetic:
         raise ValueError(f"config: temporal.thresholds.reference {choice!r} needs a synthetic cohort")
+    return choice
+
+
+def threshold_rule(settings: dict, synthetic: bool) -> str:
+    """How the derived thresholds come from the reference (``temporal.thresholds.rule``):
+    ``auto`` is ``max`` for clean references (truth, observed) and ``robust`` for ``input``."""
+    choice = settings["thresholds"]["rule"]
+    if choice == "auto":
+        return "robust" if reference(settings, synthetic) == "input" else "max"
     return choice
 
 
