@@ -30,15 +30,15 @@ detector would buy before it is wired into detection and repair.
 from __future__ import annotations
 
 import argparse
-import glob
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from echolatent.temporal.evaluation import detection_rates, injected_defects
 from echolatent.stages.temporal import image_thresholds_stage
-from echolatent.temporal.thresholds import image_attribute_names, sequence_curves
+from echolatent.temporal.evaluation import detection_rates
+from echolatent.temporal.thresholds import sequence_curves
+from recorded_run import RecordedRun
 
 #: stencil name -> (offsets, weights); a stencil of width w starts at frame t and covers t..t+w-1
 STENCILS = {
@@ -93,17 +93,12 @@ def main(argv=None) -> int:
     parser.add_argument("--results", required=True, type=Path)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    r = args.results
-    names = image_attribute_names("physical")
-    tables = sorted(glob.glob(str(r / "attributes/input/shard-*.parquet")))
-    patients = pd.read_csv(r / "cohort/patients.tsv", sep="\t", dtype={"patient_id": str})
-    frames_tsv = r / "cohort/truth/frames.tsv"
-    thresholds = image_thresholds_stage(tables, patients, reference="observed", splits=["train"], names=names,
-                                        frames=frames_tsv, cycle="full")
-    attributes = pd.concat([pd.read_parquet(t) for t in tables], ignore_index=True)
-    attributes["patient_id"] = attributes["patient_id"].astype(str)
-    _, per_frame = detection_rates(attributes, injected_defects(frames_tsv, cycle="full"), thresholds, cycle="full")
-    per_frame = per_frame.merge(patients[["patient_id", "split"]], on="patient_id", validate="many_to_one")
+    run = RecordedRun.read(args.results)
+    names, attributes = run.names, run.attributes
+    thresholds = image_thresholds_stage(run.tables, run.patients, reference="observed", splits=["train"],
+                                        names=names, frames=run.frames, cycle="full")
+    _, per_frame = detection_rates(attributes, run.defects, thresholds, cycle="full")
+    per_frame = per_frame.merge(run.patients[["patient_id", "split"]], on="patient_id", validate="many_to_one")
     per_frame = per_frame.rename(columns={"flagged": "workflow"}).sort_values(["patient_id", "view", "frame"])
 
     lo, hi = thresholds["lo"].to_numpy(float), thresholds["hi"].to_numpy(float)

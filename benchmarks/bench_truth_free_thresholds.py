@@ -15,14 +15,13 @@ rows are held out.
 from __future__ import annotations
 
 import argparse
-import glob
 from pathlib import Path
 
 import pandas as pd
 
 from echolatent.stages.temporal import image_thresholds_stage
-from echolatent.temporal.evaluation import detection_rates, injected_defects
-from echolatent.temporal.thresholds import image_attribute_names
+from echolatent.temporal.evaluation import detection_rates
+from recorded_run import RecordedRun
 
 CLASSES = ("spike_single", "spike_pair", "spike_end", "clean_window")
 
@@ -32,22 +31,16 @@ def main(argv=None) -> int:
     parser.add_argument("--results", required=True, type=Path)
     parser.add_argument("--k", type=float, nargs="+", default=[3.0, 3.5, 4.0, 5.0])
     args = parser.parse_args(argv)
-    r = args.results
-    names = image_attribute_names("physical")
-    tables = sorted(glob.glob(str(r / "attributes/input/shard-*.parquet")))
-    patients = pd.read_csv(r / "cohort/patients.tsv", sep="\t", dtype={"patient_id": str})
-    frames = r / "cohort/truth/frames.tsv"
-    attributes = pd.concat([pd.read_parquet(t) for t in tables], ignore_index=True)
-    attributes["patient_id"] = attributes["patient_id"].astype(str)
-    defects = injected_defects(frames, cycle="full")
-    variants = {"observed, max (uses the truth)": dict(reference="observed", frames=frames, rule="max"),
+    run = RecordedRun.read(args.results)
+    variants = {"observed, max (uses the truth)": dict(reference="observed", frames=run.frames, rule="max"),
                 "input, max": dict(reference="input", rule="max")}
     variants.update({f"input, robust k={k:g}": dict(reference="input", rule="robust", robust_k=k) for k in args.k})
     rows = []
     for label, options in variants.items():
-        thresholds = image_thresholds_stage(tables, patients, splits=["train"], names=names, cycle="full", **options)
-        _, per_frame = detection_rates(attributes, defects, thresholds, cycle="full")
-        per_frame = per_frame.merge(patients[["patient_id", "split"]], on="patient_id", validate="many_to_one")
+        thresholds = image_thresholds_stage(run.tables, run.patients, splits=["train"], names=run.names, cycle="full",
+                                            **options)
+        _, per_frame = detection_rates(run.attributes, run.defects, thresholds, cycle="full")
+        per_frame = per_frame.merge(run.patients[["patient_id", "split"]], on="patient_id", validate="many_to_one")
         for split in ("val", "test"):
             part = per_frame[per_frame["split"] == split]
             row = {"thresholds": label, "split": split}
