@@ -42,6 +42,7 @@ include: "workflow/rules/anatomy.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/temporal.smk"
 include: "workflow/rules/encode.smk"
+include: "workflow/rules/stats.smk"
 
 
 rule all:
@@ -51,4 +52,5 @@ rule all:
         model_outputs(),
         [temporal_paths.latent_outputs(model, SHARDS) for model in MODELS],
         [temporal_paths.temporal_outputs(model, TEMPORAL, SYNTHETIC, SHARDS) for model in TEMPORAL_MODELS],
+        stats_outputs(),
     default_target: True

@@ -119,7 +119,8 @@ def interrupted(tmp_path_factory, reference):
     events.append(("encoding", interrupt_when(root, encoding, signal.SIGINT)))
     assert not all((root / t).exists() for t in TARGETS)
     snakemake(*args(root, 1))                 # the re-run to the end
-    snakemake("-R", "train_vae", *args(root, 1))  # training outputs deleted and made again
+    # training outputs deleted and made again (-R after the targets: it takes every word up to the next option)
+    snakemake(*args(root, 1), "-R", "train_vae")
     return root, events
 
 

@@ -20,7 +20,7 @@ from echolatent.ingest.plan import plan_cohort
 from echolatent.ingest.shard import ingest_shard
 from echolatent.models.config import LossConfig, TrainConfig, study_models
 from echolatent.settings import SCHEMA_PATH, defaults, validated
-from echolatent.stages import encode, shape, temporal
+from echolatent.stages import encode, shape, stats, temporal
 from echolatent.stages.ingest import open_source
 from echolatent.temporal.config import FIELDS, CorrectionConfig
 from echolatent.temporal.workflow import correction_settings
@@ -48,6 +48,17 @@ BOUND = {
     (temporal.latent_thresholds_stage, "cycle"): ("cohort", "cycle"),
     (temporal.latent_thresholds_stage, "batch_size"): ("encoding", "batch_size"),
     (temporal.correction_stage, "cycle"): ("cohort", "cycle"),
+    (stats.patients_stage, "groups"): ("population", "groups"),
+    (stats.patients_stage, "splits"): ("population", "splits"),
+    (stats.patients_stage, "covariates"): ("population", "covariates"),
+    (stats.patients_stage, "min_group_size"): ("population", "min_group_size"),
+    (stats.table1_stage, "groups"): ("population", "groups"),
+    (stats.table1_stage, "skewed"): ("population", "skewed"),
+    (stats.table1_stage, "min_group_size"): ("population", "min_group_size"),
+    (stats.effects_stage, "families"): ("population", "families"),
+    (stats.effects_stage, "covariates"): ("population", "covariates"),
+    (stats.effects_stage, "groups"): ("population", "groups"),
+    (stats.effects_stage, "min_group_size"): ("population", "min_group_size"),
 }
 
 

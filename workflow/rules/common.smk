@@ -186,3 +186,45 @@ def mem_by_attempt(base_mb):
         return base_mb * attempt
 
     return mem_mb
+
+
+# --------------------------------------------------------------------------- population statistics
+POPULATION = config["population"]
+
+
+def population_groups():
+    """The compared groups [control, case]: population.groups, else the simulator's (synthetic
+    cohorts), else empty (the stage then takes the cohort's two groups, one named control)."""
+    if POPULATION["groups"]:
+        if len(set(POPULATION["groups"])) != 2:
+            raise ValueError(f"config: population.groups must name two different groups [control, case], got "
+                             f"{POPULATION['groups']}")
+        return list(POPULATION["groups"])
+    if SYNTHETIC:
+        from echolatent.simulate import SimulationConfig
+
+        return list(SimulationConfig.from_dict(COHORT["synthetic"]).population.groups)
+    return []
+
+
+def stats_inputs(wildcards):
+    """What the analysis table reads: no model output unless population.families names latent."""
+    inputs = {
+        "patients": "results/cohort/patients.tsv",
+        "sequences": "results/cohort/sequences.tsv",
+        "clinical": "results/clinical/indices.tsv",
+        "attributes": expand("results/attributes/input/shard-{shard}.parquet", shard=SHARDS),
+        "anatomy": expand("results/anatomy/input/shard-{shard}.parquet", shard=SHARDS),
+    }
+    if "latent" in POPULATION["families"]:
+        inputs["latents"] = expand("results/latents/{model}/shard-{shard}.parquet", model=list(MODELS), shard=SHARDS)
+    return inputs
+
+
+def stats_outputs():
+    """The statistics tables, in rule all when the compared groups are known at parse time (a synthetic
+    cohort, or population.groups set); a CAMUS or sheet cohort asks for them by name otherwise."""
+    if not (SYNTHETIC or POPULATION["groups"]):
+        return []
+    return ["results/stats/patients.tsv", "results/stats/exclusions.tsv", "results/stats/table1.tsv",
+            "results/stats/table1.md", "results/stats/effects.tsv"]

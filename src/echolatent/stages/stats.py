@@ -1,0 +1,126 @@
+"""Stage "population statistics": the functions its rules call (``workflow/rules/stats.smk``).
+
+Rules, their files and their function
+-------------------------------------
+``stats_patients``  the cohort tables, clinical indices, attribute and anatomy shards of the
+                    input masks (and the latent shards of every model when
+                    ``population.families`` names ``latent``) -> ``results/stats/patients.tsv``
+                    and ``results/stats/exclusions.tsv``; :func:`patients_stage`
+``stats_table1``    ``patients.tsv`` -> ``results/stats/table1.tsv`` and ``table1.md``;
+                    :func:`table1_stage`
+``stats_effects``   ``patients.tsv`` -> ``results/stats/effects.tsv``; :func:`effects_stage`
+
+The columns of every table are documented in :mod:`echolatent.stats`. Settings: the
+``population`` section of the configuration (``config/README.md``); the keyword defaults here
+are the schema's. A clinical-plus-attributes analysis reads no model output.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from echolatent.io.atomic import atomic_path
+from echolatent.io.tables import read_table, write_table
+
+__all__ = ["patients_stage", "table1_stage", "effects_stage", "analysed_patients"]
+
+logger = logging.getLogger(__name__)
+
+#: Table 1's rows besides the clinical indices: demographics, acquisition, QC.
+TABLE1_CONTINUOUS = ["age", "bsa", "severity", "frame_rate", "n_frames"]
+TABLE1_CATEGORICAL = ["sex", "image_quality_2CH", "image_quality_4CH"]
+TABLE1_QC = ["qc.anatomical_error_frames"]
+
+
+def _concat(paths) -> pd.DataFrame:
+    return pd.concat([read_table(p) for p in paths], ignore_index=True)
+
+
+def _by_model(paths) -> dict[str, list]:
+    """Latent shard paths by model: ``results/latents/{model}/shard-{k}.parquet``."""
+    models: dict[str, list] = {}
+    for path in paths:
+        models.setdefault(Path(path).parent.name, []).append(path)
+    return models
+
+
+def _groups(table: pd.DataFrame, groups) -> tuple[str, str]:
+    from echolatent.stats.design import resolve_groups
+
+    return resolve_groups(table.get("group", pd.Series(dtype=object)), groups)  # no column: no group
+
+
+def patients_stage(patients, sequences, clinical, attributes, anatomy, latents=None, *, groups=(),
+                   splits=("train", "val", "test"), covariates=("age", "sex", "bsa"), min_group_size: int = 10,
+                   out_table, out_exclusions) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The analysis table and its exclusions (rule ``stats_patients``).
+
+    ``attributes``, ``anatomy``: the shards of the input masks; ``latents``: latent shards
+    ``results/latents/{model}/shard-{k}.parquet`` of any number of models (the model is the
+    folder's name), or none. The group sizes are checked here already, so that a study that
+    cannot compare its groups stops at its first statistics job.
+    """
+    from echolatent.shape.attributes import MM_ATTRIBUTES
+    from echolatent.stats.analysis_table import analysis_table
+    from echolatent.stats.design import check_group_sizes
+
+    cohort = read_table(patients)
+    control, case = _groups(cohort, groups)
+    table, exclusions = analysis_table(
+        cohort, read_table(sequences), read_table(clinical), _concat(attributes), _concat(anatomy),
+        {model: _concat(paths) for model, paths in _by_model(latents or []).items()},
+        attribute_columns=list(MM_ATTRIBUTES), control=control, case=case, splits=list(splits),
+        covariates=list(covariates))
+    sizes = check_group_sizes(table.loc[table["analysed"], "group"], control, case, min_group_size)
+    write_table(table, out_table)
+    write_table(exclusions, out_exclusions)
+    logger.info(f"{len(table)} patients, {int(table['analysed'].sum())} analysed ({sizes}); "
+                f"{len(exclusions)} exclusions listed in {out_exclusions}")
+    return table, exclusions
+
+
+def analysed_patients(table: pd.DataFrame, groups, min_group_size: int, covariates=()) -> tuple[pd.DataFrame, str, str]:
+    """The analysed patients with every covariate, and ``(control, case)``; group sizes checked."""
+    from echolatent.stats.design import check_group_sizes
+
+    control, case = _groups(table, groups)
+    rows = table[table["analysed"].astype(bool)]
+    present = [c for c in covariates if c in rows]
+    rows = rows.dropna(subset=present)  # listed in exclusions.tsv by stats_patients
+    check_group_sizes(rows["group"], control, case, min_group_size)
+    return rows, control, case
+
+
+def table1_stage(table, *, groups=(), skewed=(), min_group_size: int = 10, out_tsv, out_md) -> pd.DataFrame:
+    """Table 1 of the analysed patients, by group (rule ``stats_table1``)."""
+    from echolatent.stats.table_one import table_one, table_one_markdown
+
+    patients = read_table(table)
+    rows, control, case = analysed_patients(patients, groups, min_group_size)
+    clinical = [c for c in patients.columns if c.startswith("clinical.")]
+    table1 = table_one(rows, control, case, [*TABLE1_CONTINUOUS, *clinical, *TABLE1_QC], TABLE1_CATEGORICAL,
+                       skewed=list(skewed))
+    groups_of = rows["group"].astype(str)
+    sizes = {"overall": len(rows), "control": int((groups_of == control).sum()), "case": int((groups_of == case).sum())}
+    write_table(table1, out_tsv)
+    with atomic_path(out_md) as tmp:
+        tmp.write_text(table_one_markdown(table1, control, case, sizes))
+    logger.info(f"Table 1: {len(table1)} rows, {sizes}")
+    return table1
+
+
+def effects_stage(table, *, families=("clinical", "attributes"), covariates=("age", "sex", "bsa"), groups=(),
+                  min_group_size: int = 10, out) -> pd.DataFrame:
+    """Adjusted and unadjusted group effects of every outcome of ``families`` (rule ``stats_effects``)."""
+    from echolatent.stats.effects import group_effects
+
+    rows, control, case = analysed_patients(read_table(table), groups, min_group_size, covariates)
+    effects = group_effects(rows, list(families), list(covariates), control, case)
+    write_table(effects, out)
+    adjusted = effects[effects["adjusted"]]
+    logger.info(f"{len(adjusted)} outcomes, {case} minus {control} on {len(rows)} patients; "
+                f"{int((adjusted['q'] < 0.05).sum())} adjusted effects with q < 0.05")
+    return effects

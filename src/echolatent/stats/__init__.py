@@ -1,0 +1,62 @@
+"""Population statistics: how groups of patients differ, the patient being the unit of inference.
+
+Pure functions over DataFrames (no file I/O; the stage functions of
+:mod:`echolatent.stages.stats` read and write the files). One module per concept:
+
+:mod:`~.analysis_table`  the analysis table: one row per patient (covariates, clinical indices,
+                         per-view summaries of attributes and latent means, QC flags) and the
+                         exclusions
+:mod:`~.design`          the two groups (control, case), the covariates and their checks
+:mod:`~.table_one`       Table 1: cohort characteristics by group
+:mod:`~.effects`         covariate-adjusted group effects (OLS, HC3), with BH q-values
+
+Tables (``results/stats/``)
+---------------------------
+``patients.tsv``: one row per patient of the cohort.
+    ``patient_id`` and every column of ``results/cohort/patients.tsv`` (``group``, ``severity``,
+    ``age``, ``sex``, ``bsa``, ``split``, ...); ``analysed`` (true when the patient's split is one
+    of ``population.splits`` and its group one of the two compared groups); ``frame_rate`` and
+    ``n_frames`` (means over the patient's views), ``image_quality_{view}`` (when the cohort
+    records it); then one column per outcome, named
+    ``{family}.{...}``:
+
+    - ``clinical.{index}``: the numeric columns of ``results/clinical/indices.tsv``
+      (``edv_ml``, ``esv_ml``, ``ef_pct``, ``la_volume_ml``, LV lengths in mm);
+    - ``attributes.{attribute}.{view}.{summary}``: each physical shape attribute (mm, mm^2,
+      degrees; :data:`echolatent.shape.attributes.MM_ATTRIBUTES`) of the input masks, per view,
+      summarised as ``ed`` (value at the ED frame), ``es`` (at the ES frame), ``change``
+      (ES minus ED) and ``mean`` (mean over the sequence's frames, NaN frames left out);
+    - ``latent.{model}.{mu_k}.{view}.{summary}``: the same four summaries of each latent mean
+      of model ``{model}`` (only when ``population.families`` names ``latent``);
+    - ``qc.frames``, ``qc.anatomical_error_frames`` (frames of the input masks failing any of
+      the 12 anatomical criteria), ``qc.foreshortening`` (clinical stage's flag).
+
+``exclusions.tsv``: what an analysis leaves out, never silently: ``patient_id``, ``variable``,
+    ``reason``. An empty ``variable``: the patient is in no analysis (split not analysed,
+    group not compared). A covariate: the patient misses it and is left out of the
+    group-effect models (adjusted and unadjusted alike, so both are fitted on the same
+    patients). An outcome column: that value is missing (NaN), and the patient is left out of
+    that outcome's models only.
+
+``table1.tsv`` (and ``table1.md``, the same table for reading): one row per variable, or per
+    level of a categorical variable, over the analysed patients: ``variable``, ``level``
+    (categorical level, else empty), ``statistic`` (``mean_sd``, ``median_iqr`` or ``n_pct``),
+    ``overall``, ``control``, ``case`` (formatted: ``mean ± SD``, ``median [Q1, Q3]`` or
+    ``n (%)``), ``n_control``, ``n_case`` (patients with a value), ``missing_overall``,
+    ``missing_control``, ``missing_case``, ``smd`` (case minus control, standardised by the
+    pooled SD ``sqrt((s_case^2 + s_control^2) / 2)``; for a level, on its 0/1 indicator),
+    ``p`` and ``test`` (``welch`` t-test, ``mann-whitney`` for skewed variables,
+    ``chi-square`` over the whole contingency table for categorical ones). The group names
+    are those of ``population.groups`` (``table1.md`` uses them as headers).
+
+``effects.tsv``: one row per (outcome, adjusted): ``family`` (``clinical``, ``attributes``,
+    ``latent``), ``outcome`` (the column without its family and model), ``model`` (latent
+    model, else empty), ``adjusted`` (true: ``outcome ~ group + covariates``; false:
+    ``outcome ~ group``, on the same patients), ``n`` (patients fitted), ``beta`` (case minus
+    control, in the outcome's units), ``ci_low``, ``ci_high`` (95 % CI, HC3 standard errors,
+    t distribution), ``p``, ``std_beta``, ``std_ci_low``, ``std_ci_high`` (the same with the
+    outcome z-scored over the fitted patients: a standardised mean difference; continuous
+    covariates are z-scored, sex coded 0/1), ``q`` (Benjamini-Hochberg within family, model
+    and adjustment). A fit that cannot be made (fewer patients than parameters, a leverage
+    of 1) has NaN estimates and is logged.
+"""

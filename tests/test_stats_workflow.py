@@ -1,0 +1,73 @@
+"""The statistics stage in the workflow: a clinical-plus-attributes analysis needs no model (real Snakemake runs)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, snakemake
+from echolatent.stats.effects import EFFECT_COLUMNS
+from echolatent.stats.table_one import TABLE1_COLUMNS
+
+pytestmark = pytest.mark.slow  # runs Snakemake for real (README: `pytest -m "not slow"` skips these)
+
+TARGETS = ["results/stats/effects.tsv", "results/stats/table1.md"]
+
+
+def configs(root, **population):
+    (root / "population.yaml").write_text(yaml.safe_dump({"population": population}))
+    return ["--configfile", str(REPO / "config/config.yaml"), str(REPO / ".test/config/config.yaml"),
+            str(root / "population.yaml")]
+
+
+def test_clinical_and_attribute_effects_need_no_trained_model(tmp_path):
+    dry = snakemake("-n", "results/stats/effects.tsv", "--directory", str(tmp_path), *configs(tmp_path))
+    assert "stats_effects" in dry.stdout and "anatomical_metrics" in dry.stdout
+    assert "train_vae" not in dry.stdout and "encode_latents" not in dry.stdout
+    latent = snakemake("-n", "results/stats/effects.tsv", "--directory", str(tmp_path),
+                       *configs(tmp_path, families=["clinical", "attributes", "latent"]))
+    assert "train_vae" in latent.stdout and "encode_latents" in latent.stdout
+
+
+def test_tiny_cohort_statistics_end_to_end(tmp_path):
+    # the val split left out: its patients are listed as exclusions (3 + 3 patients remain)
+    snakemake(*TARGETS, "--cores", "2", "--directory", str(tmp_path), *configs(tmp_path, splits=["train", "test"]))
+    stats = tmp_path / "results/stats"
+    assert not (tmp_path / "results/models").exists()
+    patients = pd.read_csv(stats / "patients.tsv", sep="\t")
+    truth = pd.read_csv(tmp_path / "results/cohort/truth/patients.tsv", sep="\t")
+    assert sorted(patients["patient_id"]) == sorted(truth["patient_id"])
+    assert (patients.set_index("patient_id")["group"] == truth.set_index("patient_id")["group"]).all()
+    assert (patients["analysed"] == (patients["split"] != "val")).all()
+    exclusions = pd.read_csv(stats / "exclusions.tsv", sep="\t", keep_default_na=False)
+    assert list(exclusions.columns) == ["patient_id", "variable", "reason"]
+    left_out = exclusions[exclusions["variable"] == ""]
+    assert sorted(left_out["patient_id"]) == sorted(patients.loc[patients["split"] == "val", "patient_id"])
+    assert left_out["reason"].str.contains("not in population.splits").all()
+    table1 = pd.read_csv(stats / "table1.tsv", sep="\t")
+    assert list(table1.columns) == TABLE1_COLUMNS
+    assert {"age", "bsa", "sex", "image_quality_4CH", "clinical.ef_pct"} <= set(table1["variable"])
+    assert "| control (n = " in (stats / "table1.md").read_text()
+    effects = pd.read_csv(stats / "effects.tsv", sep="\t", keep_default_na=False, na_values=[""])
+    assert list(effects.columns) == EFFECT_COLUMNS
+    assert set(effects["family"]) == {"clinical", "attributes"}
+    # two rows (adjusted, unadjusted) per outcome column of the analysis table
+    outcomes = [c for c in patients.columns if c.split(".")[0] in ("clinical", "attributes")]
+    assert len(effects) == 2 * len(outcomes)
+    assert effects.groupby(["family", "outcome"])["adjusted"].agg(lambda a: sorted(a) == [False, True]).all()
+    # n = the analysed patients less those listed as excluded for that outcome (or a covariate)
+    for column in ("clinical.ef_pct", "attributes.myo_area_mm2.4CH.ed", "attributes.atrium_area_mm2.2CH.change"):
+        family, outcome = column.split(".", 1)
+        missing = set(exclusions.loc[exclusions["variable"].isin([column, "age", "sex", "bsa"]), "patient_id"])
+        n = effects.loc[(effects["family"] == family) & (effects["outcome"] == outcome), "n"]
+        assert (n == patients["analysed"].sum() - len(missing)).all(), column
+
+
+def test_bad_population_settings_are_refused_at_parse_time(tmp_path):
+    one = snakemake("-n", "--directory", str(tmp_path), *configs(tmp_path, groups=["control"]), check=False)
+    assert one.returncode != 0
+    expected = "population.groups must name two different groups [control, case], got ['control']"
+    assert expected in one.stdout + one.stderr
+    family = snakemake("-n", "--directory", str(tmp_path), *configs(tmp_path, families=["shape"]), check=False)
+    assert family.returncode != 0 and "'shape' is not one of" in family.stdout + family.stderr

@@ -1,0 +1,70 @@
+# Stage "population statistics": the analysis table (one row per patient), Table 1 and the
+# covariate-adjusted group effects. A clinical-plus-attributes analysis reads no model output,
+# so it needs no trained model (population.families).
+
+
+rule stats_patients:
+    input:
+        unpack(stats_inputs),
+    output:
+        table="results/stats/patients.tsv",
+        exclusions="results/stats/exclusions.tsv",
+    log:
+        "logs/stats/patients.log",
+    params:
+        groups=population_groups(),
+        splits=POPULATION["splits"],
+        covariates=POPULATION["covariates"],
+        min_group_size=POPULATION["min_group_size"],
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(4000),
+        runtime=30,
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/stats_patients.py"
+
+
+rule stats_table1:
+    input:
+        table="results/stats/patients.tsv",
+    output:
+        tsv="results/stats/table1.tsv",
+        md="results/stats/table1.md",
+    log:
+        "logs/stats/table1.log",
+    params:
+        groups=population_groups(),
+        skewed=POPULATION["skewed"],
+        min_group_size=POPULATION["min_group_size"],
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(2000),
+        runtime=30,
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/stats_table1.py"
+
+
+rule stats_effects:
+    input:
+        table="results/stats/patients.tsv",
+    output:
+        effects="results/stats/effects.tsv",
+    log:
+        "logs/stats/effects.log",
+    params:
+        families=POPULATION["families"],
+        covariates=POPULATION["covariates"],
+        groups=population_groups(),
+        min_group_size=POPULATION["min_group_size"],
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(4000),
+        runtime=30,
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/stats_effects.py"
