@@ -258,3 +258,18 @@ def test_stages_write_the_documented_tables(tmp_path):
     with pytest.raises(ValueError, match="no latent.* column"):
         group_effects(written.drop(columns=[c for c in written if c.startswith("latent.")]), ["latent"], [],
                       "control", "hypertensive")
+
+
+def test_correction_flags_sum_both_views_per_patient():
+    from echolatent.stats.analysis_table import correction_flags
+
+    temporal = pd.DataFrame({
+        "patient_id": ["A", "A", "B"], "view": ["2CH", "4CH", "4CH"],
+        "inconsistent_frames_before": [3, 1, 0], "inconsistent_frames_after": [1, 0, 0],
+        "anatomical_errors_after": [0, 2, 5]})
+    flags = correction_flags(temporal, "m1")
+    assert flags.loc["A"].tolist() == [4, 1, 2] and flags.loc["B"].tolist() == [0, 0, 5]
+    assert list(flags.columns) == ["qc.m1.inconsistent_frames_before", "qc.m1.inconsistent_frames_after",
+                                   "qc.m1.anatomical_error_frames_after"]
+    with pytest.raises(ValueError, match="missing columns"):
+        correction_flags(temporal.drop(columns="anatomical_errors_after"), "m1")

@@ -22,17 +22,17 @@ def configs(root, **population):
 
 
 def test_clinical_and_attribute_effects_need_no_trained_model(tmp_path):
-    dry = snakemake("-n", "results/stats/effects.tsv", "--directory", str(tmp_path), *configs(tmp_path))
+    dry = snakemake("-n", "results/stats/effects.tsv", "--directory", str(tmp_path),
+                    *configs(tmp_path, families=["clinical", "attributes"]))
     assert "stats_effects" in dry.stdout and "anatomical_metrics" in dry.stdout
     assert "train_vae" not in dry.stdout and "encode_latents" not in dry.stdout
-    latent = snakemake("-n", "results/stats/effects.tsv", "--directory", str(tmp_path),
-                       *configs(tmp_path, families=["clinical", "attributes", "latent"]))
+    latent = snakemake("-n", "results/stats/effects.tsv", "--directory", str(tmp_path), *configs(tmp_path))  # default
     assert "train_vae" in latent.stdout and "encode_latents" in latent.stdout
 
 
 def test_tiny_cohort_statistics_end_to_end(tmp_path):
     # the val split left out: its patients are listed as exclusions (3 + 3 patients remain)
-    snakemake(*TARGETS, "--cores", "2", "--directory", str(tmp_path), *configs(tmp_path, splits=["train", "test"]))
+    snakemake(*TARGETS, "--cores", "2", "--directory", str(tmp_path), *configs(tmp_path, splits=["train", "test"], families=["clinical", "attributes"]))
     stats = tmp_path / "results/stats"
     assert not (tmp_path / "results/models").exists()
     patients = pd.read_csv(stats / "patients.tsv", sep="\t")

@@ -44,3 +44,33 @@ rule clinical_indices:
         "../../envs/cpu.yaml"
     script:
         "../scripts/clinical_indices.py"
+
+
+rule clinical_indices_model:
+    # The same indices on a model's masks: its reconstructions (results/latents/{model}) or the
+    # temporally corrected masks (results/temporal/{model}); compared with the input's in
+    # results/stats/agreement.tsv.
+    input:
+        shards=lambda wildcards: expand(
+            "results/{folder}/{model}/shard-{shard}.h5",
+            folder=MODEL_MASK_FOLDERS[wildcards.masks],
+            model=wildcards.model,
+            shard=SHARDS,
+        ),
+    output:
+        indices="results/clinical/{masks}/{model}/indices.tsv",
+    log:
+        "logs/clinical_indices/{masks}/{model}.log",
+    wildcard_constraints:
+        masks="|".join(MODEL_MASK_FOLDERS),
+    params:
+        dataset="mask_native",
+        disc_rule=config["clinical"]["disc_rule"],
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(4000),
+        runtime=60,
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/clinical_indices.py"

@@ -160,6 +160,10 @@ def mask_sources():
     return ["input", "truth"] if SYNTHETIC else ["input"]
 
 
+#: A model's mask shards measured by the clinical stage: masks name -> results folder.
+MODEL_MASK_FOLDERS = {"reconstruction": "latents", "temporal": "temporal"}
+
+
 def mask_source_inputs(wildcards):
     """The shard holding a mask source's masks (and the cohort shard for its attributes)."""
     cohort_shard = f"results/cohort/shard-{wildcards.shard}.h5"
@@ -218,13 +222,29 @@ def stats_inputs(wildcards):
     }
     if "latent" in POPULATION["families"]:
         inputs["latents"] = expand("results/latents/{model}/shard-{shard}.parquet", model=list(MODELS), shard=SHARDS)
+        # QC flags after the temporal correction: only when the study trains its models anyway
+        inputs["corrections"] = expand("results/temporal/{model}/shard-{shard}.tsv", model=TEMPORAL_MODELS,
+                                       shard=SHARDS)
+    return inputs
+
+
+def agreement_inputs(wildcards):
+    """The clinical indices of every mask source: input, each model's reconstructions and temporally
+    corrected masks (only when the study trains its models: latent in population.families), truth."""
+    inputs = {"input_indices": "results/clinical/indices.tsv", "patients": "results/cohort/patients.tsv"}
+    if "latent" in POPULATION["families"]:
+        inputs["reconstruction"] = expand("results/clinical/reconstruction/{model}/indices.tsv", model=list(MODELS))
+        inputs["temporal"] = expand("results/clinical/temporal/{model}/indices.tsv", model=TEMPORAL_MODELS)
+    if SYNTHETIC:
+        inputs["truth"] = "results/cohort/truth/patients.tsv"
     return inputs
 
 
 def stats_outputs():
     """The statistics tables, in rule all when the compared groups are known at parse time (a synthetic
     cohort, or population.groups set); a CAMUS or sheet cohort asks for them by name otherwise."""
+    outputs = ["results/stats/agreement.tsv"]  # needs no groups
     if not (SYNTHETIC or POPULATION["groups"]):
-        return []
-    return ["results/stats/patients.tsv", "results/stats/exclusions.tsv", "results/stats/table1.tsv",
-            "results/stats/table1.md", "results/stats/effects.tsv"]
+        return outputs
+    return outputs + ["results/stats/patients.tsv", "results/stats/exclusions.tsv", "results/stats/table1.tsv",
+                      "results/stats/table1.md", "results/stats/effects.tsv"]

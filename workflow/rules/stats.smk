@@ -68,3 +68,21 @@ rule stats_effects:
         "../../envs/stats.yaml"
     script:
         "../scripts/stats_effects.py"
+
+
+rule stats_agreement:
+    input:
+        unpack(agreement_inputs),
+    output:
+        agreement="results/stats/agreement.tsv",
+        exclusions="results/stats/agreement_exclusions.tsv",
+    log:
+        "logs/stats/agreement.log",
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(2000),
+        runtime=30,
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/stats_agreement.py"

@@ -13,6 +13,7 @@ patients_stage(
     snakemake.input.attributes,
     snakemake.input.anatomy,
     snakemake.input.get("latents", []),
+    snakemake.input.get("corrections", []),
     groups=snakemake.params.groups,
     splits=snakemake.params.splits,
     covariates=snakemake.params.covariates,

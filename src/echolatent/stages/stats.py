@@ -9,6 +9,10 @@ Rules, their files and their function
 ``stats_table1``    ``patients.tsv`` -> ``results/stats/table1.tsv`` and ``table1.md``;
                     :func:`table1_stage`
 ``stats_effects``   ``patients.tsv`` -> ``results/stats/effects.tsv``; :func:`effects_stage`
+``stats_agreement`` the clinical indices of the input masks, of every model's reconstructions
+                    and temporally corrected masks (and the synthetic truth) ->
+                    ``results/stats/agreement.tsv`` and ``agreement_exclusions.tsv``;
+                    :func:`agreement_stage`
 
 The columns of every table are documented in :mod:`echolatent.stats`. Settings: the
 ``population`` section of the configuration (``config/README.md``); the keyword defaults here
@@ -25,7 +29,7 @@ import pandas as pd
 from echolatent.io.atomic import atomic_path
 from echolatent.io.tables import read_table, write_table
 
-__all__ = ["patients_stage", "table1_stage", "effects_stage", "analysed_patients"]
+__all__ = ["patients_stage", "table1_stage", "effects_stage", "analysed_patients", "agreement_stage"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,14 +57,15 @@ def _groups(table: pd.DataFrame, groups) -> tuple[str, str]:
     return resolve_groups(table.get("group", pd.Series(dtype=object)), groups)  # no column: no group
 
 
-def patients_stage(patients, sequences, clinical, attributes, anatomy, latents=None, *, groups=(),
+def patients_stage(patients, sequences, clinical, attributes, anatomy, latents=None, corrections=None, *, groups=(),
                    splits=("train", "val", "test"), covariates=("age", "sex", "bsa"), min_group_size: int = 10,
                    out_table, out_exclusions) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The analysis table and its exclusions (rule ``stats_patients``).
 
     ``attributes``, ``anatomy``: the shards of the input masks; ``latents``: latent shards
     ``results/latents/{model}/shard-{k}.parquet`` of any number of models (the model is the
-    folder's name), or none. The group sizes are checked here already, so that a study that
+    folder's name), or none; ``corrections``: the temporal stage's sequence tables
+    ``results/temporal/{model}/shard-{k}.tsv`` (QC flags after correction), or none. The group sizes are checked here already, so that a study that
     cannot compare its groups stops at its first statistics job.
     """
     from echolatent.shape.attributes import MM_ATTRIBUTES
@@ -72,6 +77,7 @@ def patients_stage(patients, sequences, clinical, attributes, anatomy, latents=N
     table, exclusions = analysis_table(
         cohort, read_table(sequences), read_table(clinical), _concat(attributes), _concat(anatomy),
         {model: _concat(paths) for model, paths in _by_model(latents or []).items()},
+        {model: _concat(paths) for model, paths in _by_model(corrections or []).items()},
         attribute_columns=list(MM_ATTRIBUTES), control=control, case=case, splits=list(splits),
         covariates=list(covariates))
     sizes = check_group_sizes(table.loc[table["analysed"], "group"], control, case, min_group_size)
@@ -112,7 +118,7 @@ def table1_stage(table, *, groups=(), skewed=(), min_group_size: int = 10, out_t
     return table1
 
 
-def effects_stage(table, *, families=("clinical", "attributes"), covariates=("age", "sex", "bsa"), groups=(),
+def effects_stage(table, *, families=("clinical", "attributes", "latent"), covariates=("age", "sex", "bsa"), groups=(),
                   min_group_size: int = 10, out) -> pd.DataFrame:
     """Adjusted and unadjusted group effects of every outcome of ``families`` (rule ``stats_effects``)."""
     from echolatent.stats.effects import group_effects
@@ -124,3 +130,44 @@ def effects_stage(table, *, families=("clinical", "attributes"), covariates=("ag
     logger.info(f"{len(adjusted)} outcomes, {case} minus {control} on {len(rows)} patients; "
                 f"{int((adjusted['q'] < 0.05).sum())} adjusted effects with q < 0.05")
     return effects
+
+
+#: The clinical indices compared between mask sources (``agreement.tsv``).
+AGREEMENT_INDICES = ["edv_ml", "esv_ml", "ef_pct", "la_volume_ml"]
+#: Columns of the synthetic truth (``results/cohort/truth/patients.tsv``) holding each index:
+#: the analytic volumes of the simulated hearts (LA: its volume at LV end-systole).
+TRUTH_INDEX_COLUMNS = {"la_volume_ml": "la_volume_es_ml"}
+
+
+def agreement_stage(input_indices, patients, *, reconstruction=(), temporal=(), truth=None, out,
+                    out_exclusions) -> pd.DataFrame:
+    """Agreement of the clinical indices between mask sources (rule ``stats_agreement``).
+
+    Sources: ``input`` (``results/clinical/indices.tsv``), ``reconstruction.{model}`` and
+    ``temporal.{model}`` (``results/clinical/{reconstruction,temporal}/{model}/indices.tsv``: the
+    model's reconstructions and temporally corrected masks) and, on a synthetic cohort,
+    ``truth`` (the analytic volumes). Every source is compared with the input masks and with the
+    truth (method minus reference), per split and over all patients (:mod:`echolatent.stats.agreement`).
+    """
+    from echolatent.stats.agreement import agreement_table
+
+    sources = {"input": read_table(input_indices)}
+    for kind, paths in (("reconstruction", reconstruction), ("temporal", temporal)):
+        for path in paths:
+            sources[f"{kind}.{Path(path).parent.name}"] = read_table(path)
+    references = ["input"]
+    columns = {}
+    if truth is not None:
+        sources["truth"] = read_table(truth)
+        references.append("truth")
+        columns["truth"] = TRUTH_INDEX_COLUMNS
+    methods = [name for name in sources if name != "truth"]  # the truth is a reference only
+    table, exclusions = agreement_table(sources, indices=AGREEMENT_INDICES, methods=methods,
+                                        reference=references, patients=read_table(patients), columns=columns)
+    write_table(table, out)
+    write_table(exclusions, out_exclusions)
+    overall = table[(table["split"] == "all") & (table["index"] == "ef_pct")]
+    for row in overall.itertuples():
+        logger.info(f"EF {row.method} vs {row.reference}: bias {row.bias:+.2f} points, "
+                    f"LoA [{row.loa_low:.2f}, {row.loa_high:.2f}], n = {row.n}")
+    return table

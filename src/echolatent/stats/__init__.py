@@ -29,7 +29,11 @@ Tables (``results/stats/``)
     - ``latent.{model}.{mu_k}.{view}.{summary}``: the same four summaries of each latent mean
       of model ``{model}`` (only when ``population.families`` names ``latent``);
     - ``qc.frames``, ``qc.anatomical_error_frames`` (frames of the input masks failing any of
-      the 12 anatomical criteria), ``qc.foreshortening`` (clinical stage's flag).
+      the 12 anatomical criteria), ``qc.foreshortening`` (clinical stage's flag), and for every
+      model whose temporal stage ran (with ``latent`` in ``population.families``):
+      ``qc.{model}.inconsistent_frames_before``, ``qc.{model}.inconsistent_frames_after``
+      (temporally inconsistent frames, both views, before and after the correction) and
+      ``qc.{model}.anatomical_error_frames_after`` (frames failing a criterion after it).
 
 ``exclusions.tsv``: what an analysis leaves out, never silently: ``patient_id``, ``variable``,
     ``reason``. An empty ``variable``: the patient is in no analysis (split not analysed,

@@ -14,7 +14,7 @@ import pandas as pd
 from echolatent.stats.design import covariate_exclusions
 
 __all__ = ["SUMMARIES", "EXCLUSION_COLUMNS", "FAMILIES", "sequence_summaries", "qc_flags", "clinical_columns",
-           "analysis_table", "family_columns"]
+           "analysis_table", "family_columns", "correction_flags"]
 
 #: The four per-view summaries of a frame-level measure.
 SUMMARIES = ("ed", "es", "change", "mean")
@@ -69,6 +69,20 @@ def qc_flags(anatomy: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"qc.frames": grouped.size(), "qc.anatomical_error_frames": grouped.sum().astype(int)})
 
 
+def correction_flags(corrections: pd.DataFrame, model: str) -> pd.DataFrame:
+    """Per patient, summed over views, from a temporal stage's sequence table (``results/temporal/{model}/shard-*.tsv``):
+    ``qc.{model}.inconsistent_frames_before`` / ``_after`` (temporally inconsistent frames before and after the
+    correction) and ``qc.{model}.anatomical_error_frames_after`` (frames failing an anatomical criterion after it)."""
+    columns = {"inconsistent_frames_before": "inconsistent_frames_before",
+               "inconsistent_frames_after": "inconsistent_frames_after",
+               "anatomical_error_frames_after": "anatomical_errors_after"}
+    missing = sorted(set(columns.values()) - set(corrections.columns))
+    if missing:
+        raise ValueError(f"temporal table of model {model!r}: missing columns {missing}")
+    sums = corrections.groupby("patient_id")[list(columns.values())].sum()
+    return pd.DataFrame({f"qc.{model}.{name}": sums[source].astype(int) for name, source in columns.items()})
+
+
 def clinical_columns(clinical: pd.DataFrame) -> pd.DataFrame:
     """The numeric clinical indices as ``clinical.{index}`` and the foreshortening flag as ``qc.foreshortening``."""
     table = clinical.set_index("patient_id")
@@ -103,7 +117,8 @@ def _missing_reason(column: str, views_present: set) -> str:
 
 
 def analysis_table(patients: pd.DataFrame, sequences: pd.DataFrame, clinical: pd.DataFrame,
-                   attributes: pd.DataFrame, anatomy: pd.DataFrame, latents: dict | None = None, *,
+                   attributes: pd.DataFrame, anatomy: pd.DataFrame, latents: dict | None = None,
+                   corrections: dict | None = None, *,
                    attribute_columns, control: str, case: str, splits,
                    covariates=()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The analysis table (one row per patient) and its exclusions.
@@ -118,6 +133,8 @@ def analysis_table(patients: pd.DataFrame, sequences: pd.DataFrame, clinical: pd
         The frame tables of the input masks (all shards).
     latents : dict, optional
         Model name -> its frame table of latent means (``mu_*`` columns).
+    corrections : dict, optional
+        Model name -> its temporal stage's sequence table (QC flags after correction).
     attribute_columns : list of str
         Physical attribute columns summarised.
     control, case : str
@@ -155,6 +172,8 @@ def analysis_table(patients: pd.DataFrame, sequences: pd.DataFrame, clinical: pd
         mu = sorted((c for c in frames.columns if c.startswith("mu_")), key=lambda c: int(c.split("_")[1]))
         parts.append(sequence_summaries(frames, sequences, mu, f"latent.{model}"))
     parts.append(qc_flags(anatomy))
+    for model, sequences_after in (corrections or {}).items():
+        parts.append(correction_flags(sequences_after, model))
     for part in parts:
         table = table.join(part.reindex(table.index))
     table = table.reset_index()
