@@ -228,6 +228,19 @@ def stats_inputs(wildcards):
     return inputs
 
 
+def curves_inputs(wildcards):
+    """The frame tables of the curves: attributes of the input masks, and latent means when
+    population.families names latent."""
+    inputs = {
+        "table": "results/stats/patients.tsv",
+        "sequences": "results/cohort/sequences.tsv",
+        "attributes": expand("results/attributes/input/shard-{shard}.parquet", shard=SHARDS),
+    }
+    if "latent" in POPULATION["families"]:
+        inputs["latents"] = expand("results/latents/{model}/shard-{shard}.parquet", model=list(MODELS), shard=SHARDS)
+    return inputs
+
+
 def agreement_inputs(wildcards):
     """The clinical indices of every mask source: input, each model's reconstructions and temporally
     corrected masks (only when the study trains its models: latent in population.families), truth."""
@@ -247,4 +260,4 @@ def stats_outputs():
     if not (SYNTHETIC or POPULATION["groups"]):
         return outputs
     return outputs + ["results/stats/patients.tsv", "results/stats/exclusions.tsv", "results/stats/table1.tsv",
-                      "results/stats/table1.md", "results/stats/effects.tsv"]
+                      "results/stats/table1.md", "results/stats/effects.tsv", "results/stats/curves.tsv"]

@@ -86,3 +86,31 @@ rule stats_agreement:
         "../../envs/stats.yaml"
     script:
         "../scripts/stats_agreement.py"
+
+
+rule stats_curves:
+    input:
+        unpack(curves_inputs),
+    output:
+        curves="results/stats/curves.tsv",
+        tests="results/stats/curve_tests.tsv",
+        intervals="results/stats/curve_intervals.tsv",
+        exclusions="results/stats/curve_exclusions.tsv",
+    log:
+        "logs/stats/curves.log",
+    params:
+        families=POPULATION["families"],
+        covariates=POPULATION["covariates"],
+        groups=population_groups(),
+        min_group_size=POPULATION["min_group_size"],
+        n_points=POPULATION["curve_points"],
+        n_permutations=POPULATION["n_permutations"],
+        seed=POPULATION["seed"],
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(4000),
+        runtime=30,
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/stats_curves.py"

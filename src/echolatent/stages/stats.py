@@ -9,6 +9,10 @@ Rules, their files and their function
 ``stats_table1``    ``patients.tsv`` -> ``results/stats/table1.tsv`` and ``table1.md``;
                     :func:`table1_stage`
 ``stats_effects``   ``patients.tsv`` -> ``results/stats/effects.tsv``; :func:`effects_stage`
+``stats_curves``    ``patients.tsv``, the sequences, attribute shards of the input masks and
+                    (``latent`` family) the latent shards -> ``results/stats/curves.tsv``,
+                    ``curve_tests.tsv``, ``curve_intervals.tsv``, ``curve_exclusions.tsv``;
+                    :func:`curves_stage`
 ``stats_agreement`` the clinical indices of the input masks, of every model's reconstructions
                     and temporally corrected masks (and the synthetic truth) ->
                     ``results/stats/agreement.tsv`` and ``agreement_exclusions.tsv``;
@@ -29,7 +33,7 @@ import pandas as pd
 from echolatent.io.atomic import atomic_path
 from echolatent.io.tables import read_table, write_table
 
-__all__ = ["patients_stage", "table1_stage", "effects_stage", "analysed_patients", "agreement_stage"]
+__all__ = ["patients_stage", "table1_stage", "effects_stage", "analysed_patients", "agreement_stage", "curves_stage"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,3 +175,47 @@ def agreement_stage(input_indices, patients, *, reconstruction=(), temporal=(), 
         logger.info(f"EF {row.method} vs {row.reference}: bias {row.bias:+.2f} points, "
                     f"LoA [{row.loa_low:.2f}, {row.loa_high:.2f}], n = {row.n}")
     return table
+
+
+def curves_stage(table, sequences, attributes, latents=(), *, families=("clinical", "attributes", "latent"),
+                 covariates=("age", "sex", "bsa"), groups=(), min_group_size: int = 10, n_points: int = 64,
+                 n_permutations: int = 999, seed: int = 0, out_curves, out_tests, out_intervals,
+                 out_exclusions) -> dict[str, pd.DataFrame]:
+    """Phase-resolved curves of the attributes and latent means, with the phases where the groups
+    differ (rule ``stats_curves``; :mod:`echolatent.stats.curves`).
+
+    ``attributes``: the attribute shards of the input masks; ``latents``: the latent shards of every
+    model (``results/latents/{model}/shard-{k}.parquet``). Every sequence is warped onto one
+    normalised cycle (ED at 0, the median systolic fraction of the cohort's full cycles at ES);
+    the tests are Freedman-Lane max-|t| permutation tests over the phase points, adjusted for
+    ``covariates``.
+    """
+    from echolatent.shape.attributes import MM_ATTRIBUTES
+    from echolatent.stats.curves import curve_statistics, normalised_curves
+
+    rows, control, case = analysed_patients(read_table(table), groups, min_group_size, covariates)
+    seqs = read_table(sequences)
+    parts = []
+    if "attributes" in families:
+        parts.append(("attributes", "", _concat(attributes), list(MM_ATTRIBUTES)))
+    if "latent" in families:
+        for model, paths in _by_model(latents or []).items():
+            frames = _concat(paths)
+            mu = sorted((c for c in frames.columns if c.startswith("mu_")), key=lambda c: int(c.split("_")[1]))
+            parts.append(("latent", model, frames, mu))
+    if not parts:
+        raise ValueError(f"population.families {list(families)}: curves need 'attributes' or 'latent'")
+    results = []
+    for family, model, frames, columns in parts:
+        curves = normalised_curves(frames, seqs, columns, n_points=n_points)
+        results.append(curve_statistics(curves, rows, control=control, case=case, covariates=list(covariates),
+                                        seed=seed, columns=columns, family=family, model=model,
+                                        n_permutations=n_permutations))
+        logger.info(f"{family} {model}: {len(columns)} curves x views, "
+                    f"{len(results[-1].intervals)} significant phase intervals")
+    tables = {name: pd.concat([getattr(r, name) for r in results], ignore_index=True)
+              for name in ("curves", "tests", "intervals", "exclusions")}
+    for name, out in (("curves", out_curves), ("tests", out_tests), ("intervals", out_intervals),
+                      ("exclusions", out_exclusions)):
+        write_table(tables[name], out)
+    return tables
