@@ -39,6 +39,7 @@ else:
 # The study's models, each entry completed with its defaults and checked by the trainer's own
 # settings (echolatent.models.config imports no torch: building the DAG never loads it).
 from echolatent.models.config import study_models
+from echolatent.stages.stats import LATENT_TABLES
 
 MODELS = study_models(config)
 #: Models the temporal stage corrects with: the AR-VAEs (their regularised dims carry the constraint).
@@ -254,10 +255,20 @@ def agreement_inputs(wildcards):
 
 
 def stats_outputs():
-    """The statistics tables, in rule all when the compared groups are known at parse time (a synthetic
-    cohort, or population.groups set); a CAMUS or sheet cohort asks for them by name otherwise."""
+    """The statistics tables in rule all: the agreement always; the group comparisons when the compared
+    groups are known at parse time (a synthetic cohort, or population.groups set); a CAMUS or sheet
+    cohort asks for those by name otherwise."""
     outputs = ["results/stats/agreement.tsv"]  # needs no groups
     if not (SYNTHETIC or POPULATION["groups"]):
         return outputs
     return outputs + ["results/stats/patients.tsv", "results/stats/exclusions.tsv", "results/stats/table1.tsv",
-                      "results/stats/table1.md", "results/stats/effects.tsv", "results/stats/curves.tsv"]
+                      "results/stats/table1.md", "results/stats/effects.tsv", "results/stats/curves.tsv",
+                      *latent_stats_outputs()]
+
+
+def latent_stats_outputs():
+    """The latent-space analyses of every model, with their decoded shapes (latent in population.families)."""
+    if "latent" not in POPULATION["families"]:
+        return []
+    names = [f"{name}.tsv" for name in LATENT_TABLES] + ["decoded.h5", "decoded.tsv"]
+    return expand("results/stats/latent/{model}/{name}", model=list(MODELS), name=names)

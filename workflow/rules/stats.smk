@@ -114,3 +114,57 @@ rule stats_curves:
         "../../envs/stats.yaml"
     script:
         "../scripts/stats_curves.py"
+
+
+rule stats_latent:
+    input:
+        table="results/stats/patients.tsv",
+        latents=expand("results/latents/{{model}}/shard-{shard}.parquet", shard=SHARDS),
+        attributes=expand("results/attributes/input/shard-{shard}.parquet", shard=SHARDS),
+        patients="results/cohort/patients.tsv",
+    output:
+        **{name: f"results/stats/latent/{{model}}/{name}.tsv" for name in LATENT_TABLES},
+    log:
+        "logs/stats/latent/{model}.log",
+    params:
+        regularised=lambda wildcards: configured_model(wildcards.model)["attributes"],
+        covariates=POPULATION["covariates"],
+        groups=population_groups(),
+        min_group_size=POPULATION["min_group_size"],
+        pca_components=POPULATION["pca_components"],
+        n_permutations=POPULATION["n_permutations"],
+        seed=POPULATION["seed"],
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(4000),
+        runtime=30,
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/stats_latent.py"
+
+
+rule stats_latent_decode:
+    # The network decodes the codes of the latent analyses (modes, group means, group direction).
+    input:
+        codes="results/stats/latent/{model}/codes.tsv",
+        checkpoint="results/models/{model}/checkpoint.pt",
+        sequences="results/cohort/sequences.tsv",
+    output:
+        h5="results/stats/latent/{model}/decoded.h5",
+        table="results/stats/latent/{model}/decoded.tsv",
+    log:
+        "logs/stats/latent_decode/{model}.log",
+    params:
+        device=model_device,
+        batch_size=config["encoding"]["batch_size"],
+        torch_threads=torch_threads,
+    threads: torch_threads
+    resources:
+        gpu=gpu_request,
+        mem_mb=mem_by_attempt(4000),
+        runtime=config["encoding"]["runtime_minutes"],
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/stats_latent_decode.py"

@@ -13,6 +13,10 @@ Rules, their files and their function
                     (``latent`` family) the latent shards -> ``results/stats/curves.tsv``,
                     ``curve_tests.tsv``, ``curve_intervals.tsv``, ``curve_exclusions.tsv``;
                     :func:`curves_stage`
+``stats_latent``    ``patients.tsv``, a model's latent shards and the attribute shards ->
+                    ``results/stats/latent/{model}/{correlations,disentanglement,pca,pca_scores,
+                    direction,permutation,codes}.tsv``; :func:`latent_stage` (the codes are
+                    decoded by ``stats_latent_decode``, :func:`echolatent.stages.encode.decode_codes_stage`)
 ``stats_agreement`` the clinical indices of the input masks, of every model's reconstructions
                     and temporally corrected masks (and the synthetic truth) ->
                     ``results/stats/agreement.tsv`` and ``agreement_exclusions.tsv``;
@@ -33,7 +37,7 @@ import pandas as pd
 from echolatent.io.atomic import atomic_path
 from echolatent.io.tables import read_table, write_table
 
-__all__ = ["patients_stage", "table1_stage", "effects_stage", "analysed_patients", "agreement_stage", "curves_stage"]
+__all__ = ["patients_stage", "table1_stage", "effects_stage", "analysed_patients", "agreement_stage", "curves_stage", "latent_stage"]
 
 logger = logging.getLogger(__name__)
 
@@ -218,4 +222,54 @@ def curves_stage(table, sequences, attributes, latents=(), *, families=("clinica
     for name, out in (("curves", out_curves), ("tests", out_tests), ("intervals", out_intervals),
                       ("exclusions", out_exclusions)):
         write_table(tables[name], out)
+    return tables
+
+
+#: The tables of rule ``stats_latent`` (``results/stats/latent/{model}/{name}.tsv``).
+LATENT_TABLES = ("correlations", "disentanglement", "pca", "pca_scores", "direction", "permutation", "codes")
+
+
+def latent_stage(table, latents, attributes, patients, *, model: str, regularised=(), covariates=("age", "sex", "bsa"),
+                 groups=(), min_group_size: int = 10, pca_components: int = 3, n_permutations: int = 999,
+                 seed: int = 0, out: dict) -> dict[str, pd.DataFrame]:
+    """Latent-space analyses of one model (rule ``stats_latent``; :mod:`echolatent.stats.latent_space`).
+
+    Frame level (every frame, reported per split; the test split is the held-out figure): Spearman
+    rho of every latent mean with every physical shape attribute of the input masks, and the
+    disentanglement scores of the regularised dimensions. Patient level (the analysed patients,
+    codes of the ED and ES frames per view): PCA with the codes of its modes of variation, the
+    covariate-adjusted group means and direction with codes along it, and the Freedman-Lane
+    permutation test of the group difference. ``out``: table name -> path, for every name of
+    :data:`LATENT_TABLES`; the ``codes`` table is decoded by rule ``stats_latent_decode``.
+    """
+    from echolatent.shape.attributes import MM_ATTRIBUTES, PHYSICAL_NAMES
+    from echolatent.stats.latent_space import (attribute_correlations, group_direction, group_permutation_test,
+                                               latent_codes, latent_pca)
+
+    rows, control, case = analysed_patients(read_table(table), groups, min_group_size, covariates)
+    frames = _concat(latents)
+    keys = ["patient_id", "view", "frame"]
+    frames = frames.merge(_concat(attributes)[[*keys, *MM_ATTRIBUTES]], on=keys, how="left", validate="one_to_one")
+    frames = frames.merge(read_table(patients)[["patient_id", "split"]], on="patient_id", how="left")
+    # the model was regularised on model-grid attributes (fixed mm per pixel): the physical ones rank alike
+    tied = {dim: PHYSICAL_NAMES.get(name, name) for dim, name in enumerate(regularised)}
+    correlations, scores = attribute_correlations(frames, tied, attributes=list(MM_ATTRIBUTES), seed=seed)
+    codes = latent_codes(rows.set_index("patient_id", drop=False), model)
+    subjects = rows.set_index("patient_id", drop=False)
+    pca, pca_scores, mode_codes = latent_pca(codes, subjects, n_modes=pca_components)
+    direction, direction_codes = group_direction(codes, subjects, control=control, case=case,
+                                                 covariates=list(covariates))
+    permutation = group_permutation_test(codes, subjects, control=control, case=case, covariates=list(covariates),
+                                         n_permutations=n_permutations, seed=seed)
+    tables = {"correlations": correlations, "disentanglement": scores, "pca": pca, "pca_scores": pca_scores,
+              "direction": direction, "permutation": permutation,
+              "codes": pd.concat([mode_codes, direction_codes], ignore_index=True)}
+    for name, frame in tables.items():
+        if "model" not in frame:
+            frame.insert(0, "model", model)
+        write_table(frame, out[name])
+    adjusted = permutation[permutation["adjusted"].astype(bool)]
+    for row in adjusted.itertuples():
+        logger.info(f"{model} {row.view} {row.phase}: group difference of latent means {row.statistic_name} "
+                    f"= {row.statistic:.1f}, permutation p = {row.p:.4f} ({row.n_permutations} permutations)")
     return tables
