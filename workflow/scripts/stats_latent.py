@@ -4,7 +4,7 @@ from echolatent.stages.logs import log_to
 
 log_to(snakemake.log[0])  # noqa: F821 (snakemake is injected)
 
-from echolatent.stages.stats import LATENT_TABLES, latent_stage  # noqa: E402
+from echolatent.stages.stats import latent_stage  # noqa: E402
 
 latent_stage(
     snakemake.input.table,
@@ -19,5 +19,5 @@ latent_stage(
     pca_components=snakemake.params.pca_components,
     n_permutations=snakemake.params.n_permutations,
     seed=snakemake.params.seed,
-    out={name: snakemake.output[name] for name in LATENT_TABLES},
+    out=dict(snakemake.output.items()),
 )
