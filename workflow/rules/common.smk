@@ -39,7 +39,7 @@ else:
 # The study's models, each entry completed with its defaults and checked by the trainer's own
 # settings (echolatent.models.config imports no torch: building the DAG never loads it).
 from echolatent.models.config import study_models
-from echolatent.stages.stats import LATENT_TABLES
+from echolatent.stages.stats import CLASSIFICATION_TABLES, LATENT_TABLES
 
 MODELS = study_models(config)
 #: Models the temporal stage corrects with: the AR-VAEs (their regularised dims carry the constraint).
@@ -263,7 +263,7 @@ def stats_outputs():
         return outputs
     return outputs + ["results/stats/patients.tsv", "results/stats/exclusions.tsv", "results/stats/table1.tsv",
                       "results/stats/table1.md", "results/stats/effects.tsv", "results/stats/curves.tsv",
-                      *latent_stats_outputs()]
+                      "results/stats/classification.tsv", *latent_stats_outputs()]
 
 
 def latent_stats_outputs():

@@ -168,3 +168,30 @@ rule stats_latent_decode:
         "../../envs/torch.yaml"
     script:
         "../scripts/stats_latent_decode.py"
+
+
+rule stats_classification:
+    input:
+        table="results/stats/patients.tsv",
+    output:
+        **{name: f"results/stats/{file}.tsv" for name, file in CLASSIFICATION_TABLES.items()},
+    log:
+        "logs/stats/classification.log",
+    params:
+        models=list(MODELS) if "latent" in POPULATION["families"] else [],
+        clinical_features=POPULATION["classification"]["clinical_features"],
+        latent_summaries=POPULATION["classification"]["latent_summaries"],
+        groups=population_groups(),
+        min_group_size=POPULATION["min_group_size"],
+        folds=POPULATION["classification"]["folds"],
+        repeats=POPULATION["classification"]["repeats"],
+        n_bootstrap=POPULATION["classification"]["n_bootstrap"],
+        seed=POPULATION["seed"],
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(4000),
+        runtime=30,
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/stats_classification.py"

@@ -17,6 +17,10 @@ Rules, their files and their function
                     ``results/stats/latent/{model}/{correlations,disentanglement,pca,pca_scores,
                     direction,permutation,codes}.tsv``; :func:`latent_stage` (the codes are
                     decoded by ``stats_latent_decode``, :func:`echolatent.stages.encode.decode_codes_stage`)
+``stats_classification`` ``patients.tsv`` -> ``results/stats/classification.tsv``,
+                    ``classification_comparisons.tsv``, ``roc.tsv``, ``calibration.tsv``,
+                    ``predictions.tsv``, ``classification_exclusions.tsv``;
+                    :func:`classification_stage`
 ``stats_agreement`` the clinical indices of the input masks, of every model's reconstructions
                     and temporally corrected masks (and the synthetic truth) ->
                     ``results/stats/agreement.tsv`` and ``agreement_exclusions.tsv``;
@@ -37,7 +41,7 @@ import pandas as pd
 from echolatent.io.atomic import atomic_path
 from echolatent.io.tables import read_table, write_table
 
-__all__ = ["patients_stage", "table1_stage", "effects_stage", "analysed_patients", "agreement_stage", "curves_stage", "latent_stage"]
+__all__ = ["patients_stage", "table1_stage", "effects_stage", "analysed_patients", "agreement_stage", "curves_stage", "latent_stage", "classification_stage"]
 
 logger = logging.getLogger(__name__)
 
@@ -273,3 +277,43 @@ def latent_stage(table, latents, attributes, patients, *, model: str, regularise
         logger.info(f"{model} {row.view} {row.phase}: group difference of latent means {row.statistic_name} "
                     f"= {row.statistic:.1f}, permutation p = {row.p:.4f} ({row.n_permutations} permutations)")
     return tables
+
+
+#: The tables of rule ``stats_classification`` (``results/stats/{name}.tsv``).
+CLASSIFICATION_TABLES = {"classification": "classification", "comparisons": "classification_comparisons",
+                         "roc": "roc", "calibration": "calibration", "predictions": "predictions",
+                         "exclusions": "classification_exclusions"}
+
+
+def classification_stage(table, *, models=(), clinical_features=(), latent_summaries=("ed", "es"), groups=(),
+                         min_group_size: int = 10, folds: int = 5, repeats: int = 5, n_bootstrap: int = 1000,
+                         seed: int = 0, out: dict):
+    """Is the group in the latent space? Classification of the groups (rule ``stats_classification``).
+
+    Feature sets: ``clinical`` (the baseline, ``population.classification.clinical_features``),
+    and for every model ``latent.{model}`` (its latent means' ``latent_summaries`` per view) and
+    ``clinical+latent.{model}``; L2 logistic regression in repeated stratified cross-validation
+    by patient, AUC with bootstrap and DeLong CIs, paired DeLong tests against the baseline
+    (:mod:`echolatent.stats.classification`). ``out``: table name -> path for every key of
+    :data:`CLASSIFICATION_TABLES`.
+    """
+    from echolatent.stats.classification import classify_groups, latent_columns
+
+    patients = read_table(table)
+    rows, control, case = analysed_patients(patients, groups, min_group_size)
+    missing = [c for c in clinical_features if c not in patients]
+    if missing:
+        raise ValueError(f"population.classification.clinical_features: {missing} are not columns of {table}")
+    sets = {"clinical": list(clinical_features)}
+    for model in models:
+        latent = latent_columns(rows, model, list(latent_summaries))
+        sets[f"latent.{model}"] = latent
+        sets[f"clinical+latent.{model}"] = [*clinical_features, *latent]
+    result = classify_groups(rows, sets, control=control, case=case, n_splits=folds, n_repeats=repeats,
+                             n_bootstrap=n_bootstrap, seed=seed)
+    for name in CLASSIFICATION_TABLES:
+        write_table(getattr(result, name), out[name])
+    for row in result.classification.itertuples():
+        logger.info(f"{row.features}: AUC {row.auc:.3f} [{row.auc_ci_low:.3f}, {row.auc_ci_high:.3f}] "
+                    f"on {row.n} patients ({row.n_features} features)")
+    return result
