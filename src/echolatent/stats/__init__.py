@@ -9,6 +9,13 @@ Pure functions over DataFrames (no file I/O; the stage functions of
 :mod:`~.design`          the two groups (control, case), the covariates and their checks
 :mod:`~.table_one`       Table 1: cohort characteristics by group
 :mod:`~.effects`         covariate-adjusted group effects (OLS, HC3), with BH q-values
+:mod:`~.curves`          attribute and latent curves over a normalised cycle, group bands and the
+                         max-|t| permutation test of the phases where the groups differ
+:mod:`~.latent_space`    latent-space analyses: Spearman with the attributes, PCA and modes,
+                         group direction and means, permutation test of the group difference
+:mod:`~.disentanglement` interpretability, MIG, SAP, modularity, SCC
+:mod:`~.classification`  groups from latent codes vs a clinical baseline (CV AUC, DeLong)
+:mod:`~.agreement`       agreement of clinical indices between mask sources (Bland-Altman, ICC, CCC)
 
 Tables (``results/stats/``)
 ---------------------------
@@ -52,6 +59,23 @@ Tables (``results/stats/``)
     ``p`` and ``test`` (``welch`` t-test, ``mann-whitney`` for skewed variables,
     ``chi-square`` over the whole contingency table for categorical ones). The group names
     are those of ``population.groups`` (``table1.md`` uses them as headers).
+
+``curves.tsv``, ``curve_tests.tsv``, ``curve_intervals.tsv``, ``curve_exclusions.tsv``: the
+    phase-resolved curves (group means and bands; per phase point the adjusted difference, t,
+    family-wise p; the significant intervals; incomplete curves left out): columns in
+    :mod:`echolatent.stats.curves`.
+
+``latent/{model}/{correlations,disentanglement,pca,pca_scores,direction,permutation,codes}.tsv``:
+    the latent-space analyses of each model (columns in :mod:`echolatent.stats.latent_space`);
+    ``latent/{model}/decoded.tsv`` and ``decoded.h5``: the shapes decoded from ``codes.tsv``
+    (:func:`echolatent.stages.encode.decode_codes_stage`).
+
+``classification.tsv``, ``classification_comparisons.tsv``, ``roc.tsv``, ``calibration.tsv``,
+    ``predictions.tsv``, ``classification_exclusions.tsv``: columns in
+    :mod:`echolatent.stats.classification`.
+
+``agreement.tsv``, ``agreement_exclusions.tsv``: columns in :mod:`echolatent.stats.agreement`;
+    the sources are ``input``, ``reconstruction.{model}``, ``temporal.{model}`` and ``truth``.
 
 ``effects.tsv``: one row per (outcome, adjusted): ``family`` (``clinical``, ``attributes``,
     ``latent``), ``outcome`` (the column without its family and model), ``model`` (latent
