@@ -43,6 +43,7 @@ BOUND = {
     (temporal.image_thresholds_stage, "robust_k"): ("temporal", "thresholds", "robust_k"),
     (temporal.detection_stage, "cycle"): ("cohort", "cycle"),
     (temporal.detection_stage, "margin"): ("temporal", "thresholds", "margin"),
+    (temporal.detection_stage, "detector"): ("temporal", "thresholds", "detector"),
     (temporal.latent_thresholds_stage, "mode"): ("temporal", "thresholds", "latent"),
     (temporal.latent_thresholds_stage, "splits"): ("temporal", "thresholds", "reference_splits"),
     (temporal.latent_thresholds_stage, "cycle"): ("cohort", "cycle"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -112,3 +113,50 @@ def test_planted_cohort_end_to_end_recovers_planted_effects(tmp_path):
     adjusted = effects[effects["adjusted"]]
     controls = adjusted[adjusted["outcome"].str.match(r"(lv_base_width_mm|lv_orientation_deg)\.")]
     assert len(controls) == 16 and (controls["q"] >= 0.05).all()
+
+
+def test_tiny_study_writes_every_statistics_table(tmp_path):
+    """Default families (latent included): the latent analyses, decoded shapes, curves, classification and
+    agreement of a tiny trained study, each table with its documented columns."""
+    from echolatent.stats.agreement import AGREEMENT_COLUMNS
+    from echolatent.stats.classification import CLASSIFICATION_COLUMNS
+    from echolatent.stats.curves import CURVE_COLUMNS, TEST_COLUMNS
+
+    targets = ["results/stats/curves.tsv", "results/stats/classification.tsv", "results/stats/agreement.tsv",
+               "results/stats/latent/tiny/decoded.tsv"]
+    # config.yaml's arvae stays in the study (configs merge): made as tiny, it makes a two-model study
+    models = tmp_path / "models.yaml"
+    models.write_text(yaml.safe_dump({"models": {"arvae": {"training": {
+        "device": "cpu", "epochs": 2, "batch_size": 32, "model": {"blocks": 2, "init_channels": 8}}}}}))
+    snakemake(*targets, "--cores", "2", "--directory", str(tmp_path), *configs(tmp_path), str(models))
+    stats = tmp_path / "results/stats"
+
+    def read(name):
+        return pd.read_csv(stats / name, sep="\t", keep_default_na=False, na_values=[""])
+
+    curves, tests = read("curves.tsv"), read("curve_tests.tsv")
+    assert list(curves.columns) == CURVE_COLUMNS and list(tests.columns) == TEST_COLUMNS
+    assert set(curves["family"]) == {"attributes", "latent"}
+    assert set(curves.loc[curves["family"] == "latent", "model"]) == {"arvae", "tiny"}
+    assert (tests["n_permutations"] == 99).all()  # the .test config's population.n_permutations
+    classification = read("classification.tsv")
+    assert list(classification.columns) == CLASSIFICATION_COLUMNS
+    assert list(classification["features"]) == ["clinical", "latent.arvae", "clinical+latent.arvae", "latent.tiny",
+                                                "clinical+latent.tiny"]
+    agreement = read("agreement.tsv")
+    assert list(agreement.columns) == AGREEMENT_COLUMNS
+    assert set(agreement["method"]) == {"input", "reconstruction.arvae", "temporal.arvae", "reconstruction.tiny",
+                                        "temporal.tiny"}
+    assert set(agreement["reference"]) == {"input", "truth"}
+    codes, decoded = read("latent/tiny/codes.tsv"), read("latent/tiny/decoded.tsv")
+    assert len(decoded) == len(codes) and set(decoded["kind"]) == {"mode", "group_mean", "direction"}
+    import h5py
+
+    with h5py.File(stats / "latent/tiny/decoded.h5") as h5:
+        masks, spacing = h5["masks"][()], h5["masks"].attrs["spacing"]
+    assert masks.shape == (len(codes), 32, 32)
+    # each decoded shape's measured LV area is its LV pixels times the model-grid pixel area
+    area = (masks == 1).sum(axis=(1, 2)) * spacing[:, 0] * spacing[:, 1]
+    assert np.allclose(decoded["lv_area_mm2"].fillna(0), area)
+    permutation = read("latent/tiny/permutation.tsv")
+    assert permutation["p"].between(0.01, 1).all() and (permutation["n_permutations"] == 99).all()

@@ -54,7 +54,8 @@ def test_temporal_tables_and_summary_agree(run):
     assert tables["n_spikes"].sum() > 0 and tables["dice_after"].between(0, 1).all()
     detection = pd.read_csv(run / "results/temporal/detection.tsv", sep="\t")
     assert set(detection["split"]) == {"train", "val", "test", "all"}
-    detection = detection[detection["split"] == "all"].set_index("frames")
+    assert detection["detector"].drop_duplicates().tolist() == ["deviation", "spikes"]  # the configured one first
+    detection = detection[(detection["split"] == "all") & (detection["detector"] == "deviation")].set_index("frames")
     assert detection.loc["spike", "n_frames"] > 0
 
 

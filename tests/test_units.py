@@ -375,6 +375,11 @@ def test_camus_like_store_through_ingestion_attributes_thresholds_and_detection(
                                    splits=["train", "val", "test"], names=image_attribute_names(), frames=frames,
                                    out=tmp_path / "thresholds.tsv")
     assert image["name"].tolist() == list(PHYSICAL_ATTRIBUTES) and (image["tau"] > 0).all()
-    rates = detection_stage([tmp_path / "attributes.parquet"], frames, tmp_path / "thresholds.tsv").set_index("frames")
+    # the TMI 2022 deviation: its clean windows are reference frames, consistent by construction (the
+    # spike detector's wider windows reach the defects two frames away: tests/test_pair_detection.py)
+    rates = detection_stage([tmp_path / "attributes.parquet"], frames, tmp_path / "thresholds.tsv",
+                            detector="deviation")
+    assert rates["detector"].drop_duplicates().tolist() == ["deviation", "spikes"]  # configured first
+    rates = rates[rates["detector"] == "deviation"].set_index("frames")
     assert rates.loc["clean_window", "flagged"] == 0.0  # reference frames, consistent by construction
     assert rates.loc["spike", "n_frames"] > 0

@@ -52,6 +52,7 @@ rule temporal_detection:
     params:
         cycle=cohort_cycle(),
         margin=TEMPORAL["thresholds"]["margin"],
+        detector=TEMPORAL["thresholds"]["detector"],  # auto: spikes for full cycles, deviation for half
     threads: 1
     resources:
         mem_mb=mem_by_attempt(2000),

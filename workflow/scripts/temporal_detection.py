@@ -1,4 +1,4 @@
-"""Rule temporal_detection: how often the metric flags spiked, neighbouring and clean frames."""
+"""Rule temporal_detection: how often the configured detector flags spiked, neighbouring and clean frames."""
 
 from echolatent.stages.logs import log_to
 
@@ -12,6 +12,7 @@ detection_stage(
     snakemake.input.thresholds,
     cycle=snakemake.params.cycle,
     margin=snakemake.params.margin,
+    detector=snakemake.params.detector,
     patients=snakemake.input.patients,
     out=snakemake.output.rates,
 )

@@ -6,7 +6,8 @@ Rules, their files and their function
                            ``patients.tsv`` (and ``truth/frames.tsv``) ->
                            ``results/temporal/thresholds.tsv``; :func:`image_thresholds_stage`
 ``temporal_detection``     ``results/attributes/input/``, ``truth/frames.tsv``, ``patients.tsv``
-                           and the image thresholds -> ``results/temporal/detection.tsv``;
+                           and the image thresholds -> ``results/temporal/detection.tsv`` (rates
+                           by split and frame class of ``temporal.thresholds.detector``);
                            :func:`detection_stage`
 ``latent_thresholds``      the checkpoint, its ``latent_bounds.tsv``, the image thresholds (and
                            reference shards) -> ``results/temporal/{model}/latent_thresholds.tsv``;
@@ -207,13 +208,20 @@ def latent_thresholds_stage(checkpoint, latent_bounds, image_thresholds, *, mode
 
 
 def detection_stage(attribute_tables, frames, thresholds, *, cycle: str = "full", margin: float = 0.0,
-                    patients=None, out=None) -> pd.DataFrame:
-    """Detection rates of the metric on the injected defects (rule ``temporal_detection``).
+                    detector: str = "deviation", patients=None, out=None) -> pd.DataFrame:
+    """Detection rates of both detectors on the injected defects (rule ``temporal_detection``).
 
-    With ``patients`` (``patients.tsv``) the rates are given per split (``train``, ``val``,
-    ``test``, then ``all``) in a leading ``split`` column: the thresholds were derived on the
-    reference splits, so the test rows are the held-out figures.
+    ``detector`` (``temporal.thresholds.detector``; :func:`~echolatent.temporal.detection.resolve_detector`)
+    says which frames the correction treats as inconsistent; its rows come first, then those of
+    the other detector (the spike search only where the thresholds have its stencil columns),
+    named in a ``detector`` column. One row
+    per frame class (:data:`~echolatent.temporal.evaluation.FRAME_CLASSES`: spikes by
+    position -- single, pair, interior, end --, their clean neighbours, clean windows: the
+    false alarms). With ``patients`` (``patients.tsv``) the rates are given per split
+    (``train``, ``val``, ``test``, then ``all``) in a leading ``split`` column: the thresholds
+    were derived on the reference splits, so the test rows are the held-out figures.
     """
+    from echolatent.temporal.detection import resolve_detector
     from echolatent.temporal.evaluation import detection_rates, injected_defects
 
     attributes = _read_attributes(attribute_tables)
@@ -226,13 +234,21 @@ def detection_stage(attribute_tables, frames, thresholds, *, cycle: str = "full"
         attributes = with_split(attributes, patients)
         parts = [(split, attributes[attributes["split"] == split].drop(columns="split")) if split != "all"
                  else (split, attributes.drop(columns="split")) for split in SPLIT_ORDER]
+    # the configured detector first, then the other one where its thresholds exist: the table
+    # shows what the pair-aware spike search would flag next to the paper's deviation
+    detectors = [resolve_detector(detector, cycle)]
+    other = "spikes" if detectors[0] == "deviation" else "deviation"
+    if other == "deviation" or "tau_pair" in image.columns:
+        detectors.append(other)
     tables = []
-    for split, members in parts:
-        if not len(members):
-            continue
-        rates, _ = detection_rates(members, defects, image, margin=margin, cycle=cycle)
-        rates.insert(0, "split", split)
-        tables.append(rates)
+    for name in detectors:
+        for split, members in parts:
+            if not len(members):
+                continue
+            rates, _ = detection_rates(members, defects, image, margin=margin, cycle=cycle, detector=name)
+            rates.insert(0, "detector", name)
+            rates.insert(0, "split", split)
+            tables.append(rates)
     rates = pd.concat(tables, ignore_index=True)
     if patients is None:
         rates = rates.drop(columns="split")
@@ -309,8 +325,9 @@ def summary_stage(tables, *, model: str | None = None, out=None) -> pd.DataFrame
     ``split`` column; the test rows are the held-out figures) and group (``all``; for
     synthetic cohorts also the sequences with and without an injected spike when a
     ``spiked`` column is present): sequences, inconsistent
-    sequences and frames before/after, anatomical errors before/after, mean Dice to the
-    truth before/after. ``model``: the model's name, in a leading ``model`` column. The table
+    sequences and frames before/after (by the configured detector; with
+    ``deviation_inconsistent_sequences_*`` by the TMI 2022 deviation when the tables have its
+    columns), anatomical errors before/after, mean Dice to the truth before/after. ``model``: the model's name, in a leading ``model`` column. The table
     is also logged.
     """
     table = pd.concat([pd.read_csv(t, sep="\t") for t in tables], ignore_index=True)
@@ -346,6 +363,9 @@ def _summary_row(split: str, name: str, members: pd.DataFrame) -> dict:
         row[f"inconsistent_sequences_{when}"] = int(members[f"sequence_inconsistent_{when}"].sum())
         row[f"inconsistent_frames_{when}"] = int(members[f"inconsistent_frames_{when}"].sum())
         row[f"anatomical_errors_{when}"] = int(members[f"anatomical_errors_{when}"].sum())
+        if f"deviation_sequence_inconsistent_{when}" in members.columns:   # the TMI 2022 metric
+            row[f"deviation_inconsistent_sequences_{when}"] = int(
+                members[f"deviation_sequence_inconsistent_{when}"].astype(bool).sum())
         if f"dice_{when}" in members.columns:
             row[f"dice_{when}"] = float(members[f"dice_{when}"].mean())
     if "dice_before" in members.columns:

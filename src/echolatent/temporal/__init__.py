@@ -2,7 +2,8 @@
 
 Modules
 -------
-:mod:`~.metric`      the temporal-consistency metric and the published thresholds
+:mod:`~.metric`      the temporal-consistency metric (TMI 2022 deviation) and the published thresholds
+:mod:`~.detection`   which frames are inconsistent: the spike search (single and two-frame spikes) or the deviation
 :mod:`~.thresholds`  threshold tables: published, re-derived from reference sequences
 :mod:`~.smoothing`   the exact snake smoother (banded solves) and ``smooth_trajectories``
 :mod:`~.preclean`    morphological pre-cleaning of label maps

@@ -22,6 +22,7 @@ FIELDS = {
     "method": ("temporal", "correction", "method"),
     "atrium": ("temporal", "correction", "atrium"),
     "margin": ("temporal", "thresholds", "margin"),
+    "detector": ("temporal", "thresholds", "detector"),
     "repair_rounds": ("temporal", "repair", "rounds"),
     "decoder_weights": ("temporal", "repair", "decoder_weights"),
     "interpolation": ("temporal", "repair", "interpolation"),
@@ -71,6 +72,7 @@ class CorrectionConfig:
     n_bisections: int = _field("n_bisections")
     n_neighbours: int = _field("n_neighbours")
     margin: float = _field("margin")
+    detector: str = _field("detector")
     atrium: str = _field("atrium")
     scope: str = _field("scope")
     max_rounds: int = _field("max_rounds")

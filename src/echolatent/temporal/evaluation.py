@@ -1,10 +1,12 @@
-"""Evaluation of the temporal metric against the defects injected in a synthetic cohort.
+"""Evaluation of the detectors against the defects injected in a synthetic cohort.
 
 The simulator records, per frame, the defect it injected (``truth/frames.tsv``: ``defect``
-kind or ``none``, ``defect_spike`` flag). A frame's deviation involves its two neighbours
-(for the end frames, the neighbours of the cycle's end rule: periodic on a full cycle, the
-inner frame on a half cycle, see :mod:`echolatent.temporal.metric`), so frames are classed by
-that window:
+kind or ``none``, ``defect_spike`` flag). :func:`detection_rates` measures how often a
+detector (:mod:`echolatent.temporal.detection`: the TMI 2022 deviation or the spike search)
+flags the frames of each class. The classes are the same for both detectors, so their rates
+compare: a frame's TMI 2022 deviation involves its two neighbours (for the end frames, the
+neighbours of the cycle's end rule: periodic on a full cycle, the inner frame on a half
+cycle, see :mod:`echolatent.temporal.metric`), and frames are classed by that window:
 
 ``spike``            frames carrying an injected spike (what must be flagged), split by
                      position and by kind:
@@ -30,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from echolatent.temporal.metric import neighbour_frames, temporal_consistency
+from echolatent.temporal.metric import neighbour_frames
 from echolatent.temporal.thresholds import sequence_curves
 
 __all__ = ["FRAME_CLASSES", "end_thresholds", "injected_defects", "frame_classes", "detection_rates"]
@@ -116,8 +118,8 @@ def frame_classes(defects: pd.DataFrame, *, cycle=None) -> pd.DataFrame:
 
 
 def detection_rates(attributes: pd.DataFrame, defects: pd.DataFrame, thresholds: pd.DataFrame, *,
-                    margin: float = 0.0, cycle=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Fraction of frames the metric flags, per frame class, overall and per attribute.
+                    margin: float = 0.0, cycle=None, detector: str = "deviation") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fraction of frames a detector flags, per frame class, overall and per attribute.
 
     Parameters
     ----------
@@ -134,6 +136,10 @@ def detection_rates(attributes: pd.DataFrame, defects: pd.DataFrame, thresholds:
     cycle : {"full", "half", None}
         The cohort's cycle: end-frame rule of the metric (:mod:`echolatent.temporal.metric`);
         None is the reference (``d = 0`` at the first and last frames).
+    detector : {"deviation", "spikes", "auto"}
+        Which frames are inconsistent (:mod:`echolatent.temporal.detection`): the TMI 2022
+        deviation (default here: the paper's metric), the spike search (needs the stencil
+        thresholds of a derived table), or ``auto`` (spikes for full cycles).
 
     Returns
     -------
@@ -145,16 +151,19 @@ def detection_rates(attributes: pd.DataFrame, defects: pd.DataFrame, thresholds:
     frames : DataFrame
         Per frame: the classes, ``flagged`` and the deviation-to-threshold ratio per attribute.
     """
+    from echolatent.temporal.detection import Detector, resolve_detector
+
     names = thresholds["name"].tolist()
-    lo, hi, tau = (thresholds[c].to_numpy(float) for c in ("lo", "hi", "tau"))
-    tau_end = end_thresholds(thresholds)
+    check = Detector.from_table(thresholds, resolve_detector(detector, cycle), margin).check
     keys, curves = sequence_curves(attributes, names)
     ordered = attributes.sort_values(KEY, kind="stable")[KEY].reset_index(drop=True)
-    ratio, flagged = [], []
-    for curve in curves:
-        check = temporal_consistency(curve, lo, hi, tau, margin=margin, cycle=cycle, end_thresholds=tau_end)
-        ratio.append(check["error_to_threshold"])
-        flagged.append(check["inconsistent"])
+    ratio, flagged = [None] * len(curves), [None] * len(curves)
+    lengths = np.array([len(c) for c in curves])
+    for length in np.unique(lengths):            # sequences of one length are checked together
+        members = np.flatnonzero(lengths == length)
+        result = check(np.stack([curves[i] for i in members]), cycle)
+        for j, i in enumerate(members):
+            ratio[i], flagged[i] = result["error_to_threshold"][j], result["inconsistent"][j]
     frames = pd.concat([ordered, pd.DataFrame(np.concatenate(flagged), columns=[f"flagged_{n}" for n in names]),
                         pd.DataFrame(np.concatenate(ratio), columns=[f"ratio_{n}" for n in names])], axis=1)
     frames["flagged"] = frames[[f"flagged_{n}" for n in names]].any(axis=1)

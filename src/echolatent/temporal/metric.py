@@ -74,6 +74,8 @@ A defect on two consecutive frames ``t, t+1`` with the same sign and size ``h`` 
 ``d ≈ h / 2`` on both (and ``-h / 2`` on ``t - 1`` and ``t + 2``): half the response of a single
 spike, whatever the end rule. The metric flags them when ``h / 2 > τ``; the repair planner
 (:func:`echolatent.temporal.correction.planning.plan_repairs`) re-estimates such a pair together.
+The spike detector (:mod:`echolatent.temporal.detection`, ``temporal.thresholds.detector``) tests
+such a pair as a unit and reads ``h``; this module stays the paper's metric.
 """
 
 from __future__ import annotations

@@ -70,6 +70,11 @@ Table format (TSV, one row per attribute or latent dimension)
 ``seq_max_min``, ``seq_max_mean``, ``seq_max_std``  statistics of the per-sequence maxima
 ``reference``    where the values come from (e.g. ``published:CAMUS``, ``truth``,
                  ``input:train``, ``latent:truth``)
+``tau_end``      threshold of the first and last frames (:mod:`echolatent.temporal.metric`)
+``tau_single``, ``tau_single_end``, ``tau_pair``, ``tau_pair_end``
+                 thresholds of the spike detector's stencils, interior and end windows
+                 (:mod:`echolatent.temporal.detection`); empty in the published table, which
+                 serves the TMI 2022 deviation only
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ import pandas as pd
 
 from echolatent.io.atomic import atomic_path
 from echolatent.shape.attributes import PHYSICAL_ATTRIBUTES, TEMPORAL_ATTRIBUTES, temporal_attribute
+from echolatent.temporal.detection import STENCIL_COLUMNS, stencil_thresholds
 from echolatent.temporal.metric import CAMUS_BOUNDS, TEMPORAL_THRESHOLDS, sequence_maxima
 
 __all__ = [
@@ -98,7 +104,7 @@ __all__ = [
 ]
 
 THRESHOLD_COLUMNS = ["space", "name", "dim", "lo", "hi", "tau", "n_sequences", "seq_max_min", "seq_max_mean",
-                     "seq_max_std", "reference", "tau_end"]
+                     "seq_max_std", "reference", "tau_end", *STENCIL_COLUMNS]
 SEQUENCE_KEY = ["patient_id", "view"]
 #: How thresholds are derived from the reference sequences (module docstring).
 RULES = ("max", "robust")
@@ -191,7 +197,10 @@ def derive_thresholds_table(table: pd.DataFrame, columns, *, names=None, space: 
     rule : {"max", "robust"}
         ``max``: the largest deviation of the reference (the published rule, for clean
         references); ``robust``: ``robust_k`` robust standard deviations of the reference
-        deviations (for references that may hold defects; module docstring).
+        deviations (for references that may hold defects; module docstring). The thresholds
+        of the spike detector's stencils (``tau_single``, ``tau_single_end``, ``tau_pair``,
+        ``tau_pair_end``) come from the same references by the same rule
+        (:func:`~echolatent.temporal.detection.stencil_thresholds`).
     robust_k : float
         Standard deviations of the robust rule.
     """
@@ -236,6 +245,7 @@ def derive_thresholds_table(table: pd.DataFrame, columns, *, names=None, space: 
             "lo": lo, "hi": hi, "tau": tau, "tau_end": tau_end, "n_sequences": len(curves),
             "seq_max_min": np.nanmin(maxima, axis=0), "seq_max_mean": np.nanmean(maxima, axis=0),
             "seq_max_std": np.nanstd(maxima, axis=0), "reference": reference,
+            **stencil_thresholds(curves, lo, hi, cycle=cycle, rule=rule, robust_k=robust_k),
         }
     return _typed(pd.DataFrame(rows, columns=THRESHOLD_COLUMNS))
 

@@ -5,8 +5,10 @@
     normalisation bounds and thresholds: what the smoothing may not leave inconsistent;
 :func:`image_check`
     the attribute curves of label-map sequences and their temporal consistency in image
-    space (:func:`~echolatent.temporal.metric.temporal_consistency`), against the image-space
-    thresholds ``(names, lo, hi, tau[, tau_end])`` (:func:`image_spec`).
+    space, by the configured detector (:mod:`echolatent.temporal.detection`: the spike search
+    or the TMI 2022 deviation) against the image-space thresholds (:func:`image_spec`); the
+    repair plans on the same flags (:mod:`~.planning`), so what it repairs is what the check
+    flags.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from echolatent.shape.attributes import shape_attributes
+from echolatent.temporal.detection import Detector, resolve_detector
 from echolatent.temporal.evaluation import end_thresholds
-from echolatent.temporal.metric import temporal_consistency
 
 __all__ = ["LatentConstraint", "image_spec", "image_check"]
 
@@ -45,16 +47,30 @@ class LatentConstraint:
                    rows["tau"].to_numpy(float), end_thresholds(rows))
 
 
-def image_spec(image) -> tuple | None:
-    """``(names, lo, hi, tau, tau_end)`` of an ``image`` argument ``(names, lo, hi, tau[, tau_end])``."""
+def image_spec(image, margin: float = 0.0, detector: str = "auto", cycle=None) -> Detector | None:
+    """The image-space check of a correction: a :class:`~echolatent.temporal.detection.Detector`.
+
+    ``image`` is a :class:`~echolatent.temporal.detection.Detector`; the image-space rows of a
+    thresholds table (checked with ``detector``, :func:`~echolatent.temporal.detection.resolve_detector`
+    with ``cycle``); or a tuple ``(names, lo, hi, tau[, tau_end])``, which holds the TMI 2022
+    deviation's thresholds only and is checked with it. ``margin`` (the configuration's) scales
+    the thresholds in every case. None gives None.
+    """
     if image is None:
         return None
+    if isinstance(image, Detector):
+        return image.with_margin(margin)
+    if isinstance(image, pd.DataFrame):
+        return Detector.from_table(image, resolve_detector(detector, cycle), margin)
     if len(image) not in (4, 5):
-        raise ValueError("image thresholds must be (names, lo, hi, tau) or (names, lo, hi, tau, tau_end)")
-    return tuple(image) if len(image) == 5 else (*image, None)
+        raise ValueError("image thresholds must be a Detector, a thresholds table, (names, lo, hi, tau) or "
+                         "(names, lo, hi, tau, tau_end)")
+    names, lo, hi, tau, *end = image
+    return Detector(names, lo, hi, tau, end[0] if end else None, kind="deviation", margin=margin)
 
 
-def image_check(masks_native: list[np.ndarray], spacings, image, cycle=None) -> tuple[list[np.ndarray], list[dict]]:
+def image_check(masks_native: list[np.ndarray], spacings, detector: Detector, cycle=None
+                ) -> tuple[list[np.ndarray], list[dict]]:
     """Attribute curves and image-space consistency of each sequence.
 
     Parameters
@@ -62,22 +78,20 @@ def image_check(masks_native: list[np.ndarray], spacings, image, cycle=None) -> 
     masks_native : list of (T_i, H_i, W_i) label maps
     spacings : list of (h, w)
         Pixel spacing of each sequence (mm), for the physical attribute columns.
-    image : tuple ``(names, lo, hi, tau, tau_end, margin)``
-        :func:`image_spec` and the margin of the thresholds.
+    detector : Detector
+        :func:`image_spec`: the attribute columns, their thresholds and which frames they flag.
     cycle : {"full", "half", None}
-        End-frame rule of the metric.
+        End-frame rule.
 
     Returns
     -------
     curves : list of ndarray (T_i, A)
     checks : list of dict
-        :func:`~echolatent.temporal.metric.temporal_consistency` of each sequence.
+        :meth:`~echolatent.temporal.detection.Detector.check` of each sequence.
     """
-    names, lo, hi, tau, tau_end, margin = image
     curves, results = [], []
     for masks, spacing in zip(masks_native, spacings):
-        attributes = shape_attributes(masks, spacing)[list(names)].to_numpy(np.float64)
+        attributes = shape_attributes(masks, spacing)[list(detector.names)].to_numpy(np.float64)
         curves.append(attributes)
-        results.append(temporal_consistency(attributes, lo, hi, tau, margin=margin, cycle=cycle,
-                                            end_thresholds=tau_end))
+        results.append(detector.check(attributes, cycle))
     return curves, results

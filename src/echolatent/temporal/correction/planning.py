@@ -1,9 +1,17 @@
 """Planning the temporal repairs: the fewest frames whose re-estimation makes the curves consistent.
 
-Step 3 of the repair (:mod:`echolatent.temporal.correction.repair`): a greedy search in
-attribute space, on the proxy of each candidate frame's re-estimation
-(:func:`.interpolate_codes` applied to the
-curves), without decoding anything.
+Step 3 of the repair (:mod:`echolatent.temporal.correction.repair`), on the flags of the
+correction's image-space check (:mod:`echolatent.temporal.detection`), so that the frames
+repaired are the frames the check flags:
+
+* spike detector (:func:`plan_flagged_repairs`): the search has already put each deviation on
+  the frames of its defect; they are the plan;
+* TMI 2022 deviation (:func:`plan_repairs`): a spike also makes its two neighbours deviate,
+  so a greedy search in attribute space, on the proxy of each candidate frame's
+  re-estimation (:func:`.interpolate_codes` applied to the curves), without decoding
+  anything, finds the fewest frames whose re-estimation clears the flags.
+
+:func:`plan_for` picks the one of the detector's kind.
 """
 
 from __future__ import annotations
@@ -11,10 +19,11 @@ from __future__ import annotations
 import numpy as np
 
 from echolatent.temporal.correction.interpolation import interpolate_codes
+from echolatent.temporal.detection import Detector
 from echolatent.temporal.metric import (consistency_deviation, deviation_stencil, end_rule, frame_thresholds,
                                         neighbour_frames, temporal_consistency)
 
-__all__ = ["plan_repairs"]
+__all__ = ["plan_repairs", "plan_flagged_repairs", "plan_for"]
 
 
 def plan_repairs(curves: np.ndarray, lo, hi, tau, repaired: np.ndarray, attribute_regions: np.ndarray, *,
@@ -196,31 +205,98 @@ def plan_repairs(curves: np.ndarray, lo, hi, tau, repaired: np.ndarray, attribut
         curves = trials[i]
         current_excess, n_flagged, total = excess[i], counts[i], sums[i]
     if n_flagged and not add.any() and widen:
-        # No frame left whose re-estimation helps: the decoded path between the trusted frames
-        # still bends. Widen each repaired block that is flagged or next to a flagged frame by
-        # its trusted neighbours (not onto an end frame, unless the cycle is periodic), so the
-        # re-estimation spans more frames and its bend per frame shrinks. The widened block
-        # repairs the same regions on all its frames: a frame rebuilding the LV only next to one
-        # rebuilding LV and EPI makes a wall that jumps.
-        flagged = (current_excess > 0).any(axis=1)
-        rebuilt = repaired.any(axis=1)
-        seeds = rebuilt & (flagged | (near_of & flagged[None, :]).any(axis=1))
-        done = np.zeros(T, bool)
-        for t in np.flatnonzero(seeds):
-            if done[t]:
-                continue
-            block = np.zeros(T, bool)                      # the connected block of rebuilt frames
-            block[t] = True
-            while True:
-                grown = block | ((near_of & block[None, :]).any(axis=1) & rebuilt)
-                if (grown == block).all():
-                    break
-                block = grown
-            done |= block
-            around = (near_of & block[None, :]).any(axis=1) & ~block
-            window = block | around
-            regions = repaired[block].any(axis=0) | attribute_regions[
-                (current_excess[window] > 0).any(axis=0)].any(axis=0)
-            targets = block | (around & inner)
-            add[targets] |= regions & ~repaired[targets]
+        add = _widen(current_excess > 0, repaired, attribute_regions, near_of, inner)
     return add
+
+
+def _widen(flags: np.ndarray, repaired: np.ndarray, attribute_regions: np.ndarray, near_of: np.ndarray,
+           inner: np.ndarray) -> np.ndarray:
+    """Regions to add when the flagged frames are all repaired already: widen their blocks.
+
+    No frame left whose re-estimation helps: the decoded path between the trusted frames still
+    bends. Each repaired block that is flagged or next to a flagged frame (``flags`` (T, A):
+    flagged entries) is widened by its trusted neighbours (``inner``: not onto an end frame,
+    unless the cycle is periodic), so the re-estimation spans more frames and its bend per
+    frame shrinks. The widened block repairs the same regions on all its frames: a frame
+    rebuilding the LV only next to one rebuilding LV and EPI makes a wall that jumps.
+    """
+    add = np.zeros_like(repaired)
+    flagged = flags.any(axis=1)
+    rebuilt = repaired.any(axis=1)
+    seeds = rebuilt & (flagged | (near_of & flagged[None, :]).any(axis=1))
+    done = np.zeros(len(flagged), bool)
+    for t in np.flatnonzero(seeds):
+        if done[t]:
+            continue
+        block = np.zeros(len(flagged), bool)               # the connected block of rebuilt frames
+        block[t] = True
+        while True:
+            grown = block | ((near_of & block[None, :]).any(axis=1) & rebuilt)
+            if (grown == block).all():
+                break
+            block = grown
+        done |= block
+        around = (near_of & block[None, :]).any(axis=1) & ~block
+        window = block | around
+        regions = repaired[block].any(axis=0) | attribute_regions[flags[window].any(axis=0)].any(axis=0)
+        targets = block | (around & inner)
+        add[targets] |= regions & ~repaired[targets]
+    return add
+
+
+def plan_flagged_repairs(curves: np.ndarray, detector: Detector, repaired: np.ndarray,
+                         attribute_regions: np.ndarray, *, widen: bool = True, cycle=None) -> np.ndarray:
+    """Frames to repair by the spike detector: the frames it flags, with the regions of their attributes.
+
+    The spike search (:func:`~echolatent.temporal.detection.detect_spikes`) already attributes
+    each deviation to the fewest windows that explain it (a spike, not its neighbours; both
+    frames of a two-frame defect), which is what :func:`plan_repairs` searches for on the
+    deviation's flags; so its flagged frames are the plan. A flagged frame takes the regions
+    (:data:`.ATTRIBUTE_REGIONS`) of the attributes it is flagged for that it does not repair
+    yet. When every flagged frame already repairs them (the decoded repair still bends),
+    the repaired blocks are widened (``widen``, as :func:`plan_repairs` does).
+
+    Parameters
+    ----------
+    curves : ndarray (T, A)
+        Attribute curves of the current sequence (the input, or the output of the last repair).
+    detector : Detector
+        The image-space check (``kind="spikes"``), its columns in the order of ``curves``.
+    repaired : ndarray (T, R) bool
+        Regions already repaired per frame.
+    attribute_regions : ndarray (A, R) bool
+        Regions each attribute depends on.
+    widen : bool
+    cycle : {"full", "half", None}
+
+    Returns
+    -------
+    ndarray (T, R) bool
+        Regions to add.
+    """
+    curves = np.asarray(curves, np.float64)
+    repaired = np.asarray(repaired, bool)
+    attribute_regions = np.asarray(attribute_regions, bool)
+    T = len(curves)
+    add = np.zeros_like(repaired)
+    if T < 3:
+        return add
+    flags = detector.check(curves, cycle)["inconsistent"]                     # (T, A)
+    for t in np.flatnonzero(flags.any(axis=1)):
+        add[t] = attribute_regions[flags[t]].any(axis=0) & ~repaired[t]
+    if flags.any() and not add.any() and widen:
+        inner = np.ones(T, bool)
+        if end_rule(cycle) != "periodic":
+            inner[[0, T - 1]] = False
+        add = _widen(flags, repaired, attribute_regions, neighbour_frames(T, cycle), inner)
+    return add
+
+
+def plan_for(detector: Detector, curves: np.ndarray, repaired: np.ndarray, attribute_regions: np.ndarray, *,
+             widen: bool = True, interpolation: str = "smooth", cycle=None) -> np.ndarray:
+    """The plan of the detector's kind: :func:`plan_flagged_repairs` (spikes) or :func:`plan_repairs` (deviation)."""
+    if detector.kind == "spikes":
+        return plan_flagged_repairs(curves, detector, repaired, attribute_regions, widen=widen, cycle=cycle)
+    return plan_repairs(curves, detector.lo, detector.hi, detector.tau, repaired, attribute_regions,
+                        margin=detector.margin, widen=widen, interpolation=interpolation, cycle=cycle,
+                        tau_end=detector.tau_end)

@@ -14,14 +14,17 @@ elsewhere:
    (:data:`~.regions.CRITERION_REGIONS`); every subset of them is tried and the valid frame that
    changes the fewest pixels is kept (a cut through the wall rebuilds the epicardium, a
    missing atrial band the heart outline, and the rest of the frame keeps the input).
-3. **Plan the temporal repairs** (:func:`~.planning.plan_repairs`) on the attribute curves of the
-   result: greedily, the frame whose re-estimation removes the most excess deviation, until
-   the curves are consistent. A spike at ``t`` also makes its neighbours deviate by about
-   half, with the opposite sign; re-estimating ``t`` clears them too, so the spike is taken
-   and its neighbours are not. A defect on two consecutive frames is taken as a pair (each of
-   its frames deviates by about half a spike, and re-estimating one from the other, still
-   defective, does not clear it). A frame repairs the regions of the attributes it helps
-   (:data:`~.regions.ATTRIBUTE_REGIONS`).
+3. **Plan the temporal repairs** (:func:`~.planning.plan_for`) on the attribute curves of the
+   result, with the flags of the image-space check (``temporal.thresholds.detector``,
+   :mod:`echolatent.temporal.detection`), so that what is repaired is what the check flags.
+   The spike detector already puts each deviation on its defect's frames (a spike, not
+   its neighbours; both frames of a two-frame spike), and those frames are the plan
+   (:func:`~.planning.plan_flagged_repairs`). With the TMI 2022 deviation a spike at ``t``
+   also makes its neighbours deviate by about half, with the opposite sign, so the plan is a
+   greedy search (:func:`~.planning.plan_repairs`): the frame whose re-estimation removes the
+   most excess deviation, until the curves are consistent (re-estimating ``t`` clears its
+   neighbours too; a defect on two consecutive frames is taken as a pair). A frame repairs
+   the regions of the attributes it is flagged for or helps (:data:`~.regions.ATTRIBUTE_REGIONS`).
 4. **Re-estimate the codes** of the repaired frames from the trusted frames (those repairing
    nothing) by :func:`~.interpolation.interpolate_codes`: by default the values that minimise
    the sum of the squared deviations ``d_t`` of the metric over all frames, the trusted ones held fixed
@@ -80,7 +83,7 @@ from echolatent.shape.criteria_definitions import CRITERIA
 from echolatent.temporal.config import CorrectionConfig
 from echolatent.temporal.correction.consistency import LatentConstraint, image_check, image_spec
 from echolatent.temporal.correction.interpolation import interpolate_codes, trusted_neighbours
-from echolatent.temporal.correction.planning import plan_repairs
+from echolatent.temporal.correction.planning import plan_for
 from echolatent.temporal.correction.rebuild import repair_frames
 from echolatent.temporal.correction.regions import CRITERION_REGIONS, REGIONS, attribute_regions_of
 from echolatent.temporal.correction.result import CorrectedSequence
@@ -100,8 +103,8 @@ def repair_sequences(model, masks_native: list[np.ndarray], *, constraint: Laten
     """
     if image is None or spacings is None:
         raise ValueError("method='repair' needs the image-space thresholds and the spacing of each sequence")
-    image = image_spec(image)
-    names = list(image[0])
+    thresholds = image_spec(image, config.margin, config.detector, cycle)   # the image-space check
+    names = list(thresholds.names)
     known = {}
     for name in names:
         with contextlib.suppress(KeyError):
@@ -109,7 +112,6 @@ def repair_sequences(model, masks_native: list[np.ndarray], *, constraint: Laten
     unknown = sorted(set(names) - set(known))
     if unknown:
         raise ValueError(f"method='repair' does not know which regions move the attribute(s) {unknown}")
-    thresholds = (*image, config.margin)
     keep_la = knows_atrium(model)
     drop_la = not keep_la and config.atrium == "drop"
     labels = (1, 2) if drop_la else (1, 2, 3)
@@ -147,9 +149,8 @@ def repair_sequences(model, masks_native: list[np.ndarray], *, constraint: Laten
                     # plan would otherwise assume interpolated.
                     added = np.zeros_like(regions)
                 else:
-                    added = plan_repairs(curve, *image[1:4], regions, attribute_regions, margin=config.margin,
-                                         widen=round_ > 0, interpolation=config.interpolation, cycle=cycle,
-                                         tau_end=image[4])
+                    added = plan_for(thresholds, curve, regions, attribute_regions, widen=round_ > 0,
+                                     interpolation=config.interpolation, cycle=cycle)
                 if round_ and not added.any():
                     break
                 minimal &= ~added.any(axis=1)

@@ -38,7 +38,9 @@ class CorrectedSequence:
     curves_before, curves_after : ndarray (T, A) or None
         Attribute curves of the input and of the output (with image-space thresholds).
     check_before, check_after : dict or None
-        Their :func:`~echolatent.temporal.metric.temporal_consistency`.
+        Their image-space check (:meth:`~echolatent.temporal.detection.Detector.check`: the
+        configured detector's flags, the keys of
+        :func:`~echolatent.temporal.metric.temporal_consistency`).
     repaired_regions : ndarray (T, 3) bool or None
         The nested regions (:data:`~echolatent.temporal.correction.regions.REGIONS`) the
         repair rebuilt per frame (the repair, and its fallback, only).

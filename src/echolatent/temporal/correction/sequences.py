@@ -32,11 +32,14 @@ def correct_sequences(model, masks_native: list[np.ndarray], *, constraint: Late
         Default: the workflow's defaults.
     spacings : list of (h, w), optional
         Pixel spacing of each sequence (needed with ``image``).
-    image : tuple ``(names, lo, hi, tau[, tau_end])``, optional
-        Image-space thresholds of the shape attributes (``tau_end``: of the first and last
-        frames, :mod:`echolatent.temporal.metric`; default ``tau``): needed for
-        ``method="repair"``, ``scope="inconsistent"`` and ``max_rounds > 1``; the attribute
-        curves before and after are then returned too.
+    image : Detector, DataFrame or tuple, optional
+        The image-space check (:func:`~echolatent.temporal.correction.consistency.image_spec`): a
+        :class:`~echolatent.temporal.detection.Detector`; the image-space rows of a thresholds
+        table (checked with ``config.detector``); or ``(names, lo, hi, tau[, tau_end])``, the
+        TMI 2022 deviation's thresholds (``tau_end``: of the first and last frames,
+        :mod:`echolatent.temporal.metric`; default ``tau``). Needed for ``method="repair"``,
+        ``scope="inconsistent"`` and ``max_rounds > 1``; the attribute curves before and after
+        are then returned too.
     grid : int, optional
         The cohort's model grid the training frames went through
         (:func:`~echolatent.models.inference.model_input`).

@@ -19,9 +19,9 @@ from echolatent.progress import Progress
 from echolatent.resample import resize_masks_nearest
 from echolatent.shape.criteria import anatomical_metrics
 from echolatent.temporal.config import CorrectionConfig
-from echolatent.temporal.correction.consistency import LatentConstraint
+from echolatent.temporal.correction.consistency import LatentConstraint, image_spec
 from echolatent.temporal.correction.sequences import correct_sequences
-from echolatent.temporal.evaluation import end_thresholds
+from echolatent.temporal.detection import Detector
 from echolatent.temporal.metric import temporal_consistency
 
 __all__ = ["correct_shard"]
@@ -42,7 +42,9 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
     model : MaskVAE
     image_thresholds : DataFrame
         Image-space rows of a thresholds table (the seven attributes of
-        :data:`~echolatent.shape.attributes.TEMPORAL_ATTRIBUTES`, bounds and ``tau``).
+        :data:`~echolatent.shape.attributes.TEMPORAL_ATTRIBUTES`, bounds, ``tau`` and, for the
+        spike detector, the stencils' thresholds); ``config.detector`` says which frames they
+        flag (:mod:`echolatent.temporal.detection`).
     constraint : LatentConstraint or None
     config : CorrectionConfig
     truth_shard : path, optional
@@ -65,16 +67,19 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
     DataFrame, one row per sequence
         ``patient_id, view, n_frames, method, corrected, replaced_frames, rounds``; per
         attribute ``inconsistent_{attr}_before/_after`` (frame counts); ``inconsistent_frames_*``,
-        ``inconsistent_frame_ratio_*``, ``sequence_inconsistent_*``;
+        ``inconsistent_frame_ratio_*``, ``sequence_inconsistent_*`` (all by the configured
+        detector); ``deviation_inconsistent_frames_*`` and ``deviation_sequence_inconsistent_*``
+        (the TMI 2022 deviation, the paper's metric, whatever the detector);
         ``anatomical_errors_before/_after`` (frames failing the 12 criteria);
         ``latent_inconsistent_frames_before/_after`` (constrained dims, latent thresholds);
         ``mean_constrained_weight``; with a truth shard ``dice_{lv,myo,la}_before/_after``
         and ``dice_before/_after`` (mean over frames and structures).
     """
     config = config or CorrectionConfig()
-    names, lo, hi, tau = (image_thresholds["name"].tolist(), image_thresholds["lo"].to_numpy(float),
-                          image_thresholds["hi"].to_numpy(float), image_thresholds["tau"].to_numpy(float))
-    image = (names, lo, hi, tau, end_thresholds(image_thresholds))
+    image = image_spec(image_thresholds, config.margin, config.detector, cycle)     # the correction's check
+    names = image.names
+    # the TMI 2022 deviation, reported beside the check as the paper's metric
+    paper = Detector(names, image.lo, image.hi, image.tau, image.tau_end, kind="deviation", margin=config.margin)
     truth = None
     if truth_shard is not None:
         truth = {(s.patient_id, s.view): s.arrays["mask_native"] for s in iter_shard(truth_shard, ("mask_native",))}
@@ -95,8 +100,13 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
             row = {"patient_id": sequence.patient_id, "view": sequence.view, "n_frames": len(after),
                    "method": r.method, "corrected": r.corrected, "replaced_frames": int(r.replaced.sum()),
                    "rounds": r.rounds}
-            for when, check in (("before", r.check_before), ("after", r.check_after)):
+            for when, check, curves in (("before", r.check_before, r.curves_before),
+                                        ("after", r.check_after, r.curves_after)):
                 row.update({f"{k}_{when}": v for k, v in _frame_counts(check, names).items()})
+                if image.kind != "deviation":
+                    check = paper.check(curves, cycle)
+                row[f"deviation_inconsistent_frames_{when}"] = int(check["frame_inconsistent"].sum())
+                row[f"deviation_sequence_inconsistent_{when}"] = bool(check["sequence_inconsistent"])
             anatomy_before = anatomical_metrics(np.where(before == LA, BG, before) if drop_la else before, spacing,
                                                 labels=labels)
             anatomy_after = anatomical_metrics(after, spacing, labels=labels)
@@ -146,7 +156,7 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
 
 
 def _frame_counts(check: dict, names) -> dict:
-    """The columns of one image-space check (:func:`~echolatent.temporal.metric.temporal_consistency`)."""
+    """The columns of one image-space check (:meth:`~echolatent.temporal.detection.Detector.check`)."""
     row = {f"inconsistent_{name}": int(check["inconsistent"][:, k].sum()) for k, name in enumerate(names)}
     row["inconsistent_frames"] = int(check["frame_inconsistent"].sum())
     row["inconsistent_frame_ratio"] = float(check["frame_ratio"])

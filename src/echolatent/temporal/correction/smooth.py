@@ -73,8 +73,7 @@ def smooth_sequences(model, masks_native: list[np.ndarray], *, constraint: Laten
     n = len(masks_native)
     if (config.scope != "all" or config.max_rounds > 1) and image is None:
         raise ValueError(f"scope={config.scope!r} and max_rounds > 1 need the image-space thresholds")
-    image = image_spec(image)
-    thresholds = None if image is None else (*image, config.margin)
+    thresholds = image_spec(image, config.margin, config.detector, cycle)    # the image-space check
     if thresholds is not None and spacings is None:
         raise ValueError("the image-space check needs the spacing of each sequence")
     results = []
