@@ -12,7 +12,7 @@ TORCH_INDEX ?=
 CORES ?= all
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test clean-results
+.PHONY: setup demo figures test clean-results
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ setup: $(BIN)/.installed
 
 demo: setup
 	$(BIN)/snakemake --cores $(CORES)
+
+# Every figure of the study redrawn from results/ (after `make demo`; trains nothing).
+figures: setup
+	$(BIN)/snakemake figures --cores $(CORES)
 
 test: setup
 	$(BIN)/python -m pytest -q

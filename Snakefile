@@ -43,6 +43,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/temporal.smk"
 include: "workflow/rules/encode.smk"
 include: "workflow/rules/stats.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:

@@ -1,0 +1,384 @@
+# Stage "figures": the paper's figures, redrawn from results/ (tables, shards, checkpoints) without
+# training, encoding or correcting anything. One rule per figure, each writing a 300-dpi PNG (in the
+# report, with its caption) and a vector PDF under results/figures/; `snakemake figures` (or
+# `make figures`) builds every figure the configured study has, and nothing it has not
+# (echolatent.figures.targets). Include after every stage whose results the figures read.
+#
+# The rules are local (localrule): each runs for seconds on one CPU, the models decode on the CPU.
+
+from echolatent.figures import targets as figure_paths
+
+#: Whether the statistics tables are built (stats_outputs() in common.smk decides it at parse time).
+FIGURE_STATISTICS = bool(stats_outputs())
+#: The compared groups [control, case] when the statistics run, else none (the figures then take the
+#: cohort's own groups).
+FIGURE_GROUPS = population_groups() if FIGURE_STATISTICS else []
+
+
+rule figures:
+    # The target: every figure of the configured study.
+    input:
+        figure_paths.figure_targets(
+            MODELS,
+            temporal_models=TEMPORAL_MODELS,
+            statistics=FIGURE_STATISTICS,
+            families=POPULATION["families"],
+        ),
+
+
+rule figure_cohort_flow:
+    input:
+        unpack(lambda wildcards: figure_paths.flow_inputs(FIGURE_STATISTICS)),
+    output:
+        png=report(
+            "results/figures/cohort/flow.png",
+            caption="../report/figures/cohort_flow.rst",
+            category="Cohort",
+            labels={"figure": "flow chart"},
+        ),
+        pdf="results/figures/cohort/flow.pdf",
+    log:
+        "logs/figures/cohort_flow.log",
+    params:
+        groups=FIGURE_GROUPS,
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(1000),
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure_cohort_flow.py"
+
+
+rule figure_learning_curves:
+    input:
+        history="results/models/{model}/history.tsv",
+    output:
+        png=report(
+            "results/figures/models/{model}/learning_curves.png",
+            caption="../report/figures/learning_curves.rst",
+            category="Models",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "learning curves"},
+        ),
+        pdf="results/figures/models/{model}/learning_curves.pdf",
+    log:
+        "logs/figures/learning_curves/{model}.log",
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(1000),
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure_learning_curves.py"
+
+
+rule figure_reconstruction_dice:
+    input:
+        latents=figure_paths.latent_tables(list(MODELS), SHARDS),
+        patients="results/cohort/patients.tsv",
+    output:
+        png=report(
+            "results/figures/models/reconstruction_dice.png",
+            caption="../report/figures/reconstruction_dice.rst",
+            category="Models",
+            subcategory="all models",
+            labels={"model": "all", "figure": "reconstruction Dice"},
+        ),
+        pdf="results/figures/models/reconstruction_dice.pdf",
+    log:
+        "logs/figures/reconstruction_dice.log",
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(2000),
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure_reconstruction_dice.py"
+
+
+rule figure_model_comparison:
+    input:
+        quality="results/models/quality.tsv",
+        priors=expand("results/figures/latent/{model}/prior_samples.tsv", model=list(MODELS)),
+        summaries=expand("results/models/{model}/summary.json", model=list(MODELS)),
+    output:
+        png=report(
+            "results/figures/models/comparison.png",
+            caption="../report/figures/model_comparison.rst",
+            category="Models",
+            subcategory="all models",
+            labels={"model": "all", "figure": "comparison"},
+        ),
+        pdf="results/figures/models/comparison.pdf",
+    log:
+        "logs/figures/model_comparison.log",
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(1000),
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure_model_comparison.py"
+
+
+rule figure_latent_interpolation:
+    input:
+        checkpoint="results/models/{model}/checkpoint.pt",
+        latents=lambda wildcards: figure_paths.latent_tables(wildcards.model, SHARDS),
+        sequences="results/cohort/sequences.tsv",
+        patients="results/cohort/patients.tsv",
+    output:
+        png=report(
+            "results/figures/latent/{model}/interpolation.png",
+            caption="../report/figures/latent_interpolation.rst",
+            category="Latent space",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "interpolation"},
+        ),
+        pdf="results/figures/latent/{model}/interpolation.pdf",
+    log:
+        "logs/figures/latent_interpolation/{model}.log",
+    params:
+        groups=FIGURE_GROUPS,
+        image_size=COHORT["image_size"],
+        criteria_grid=config["anatomy"]["grid"],
+        steps=7,
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(2000),
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure_latent_interpolation.py"
+
+
+rule figure_prior_samples:
+    input:
+        checkpoint="results/models/{model}/checkpoint.pt",
+        sequences="results/cohort/sequences.tsv",
+    output:
+        png=report(
+            "results/figures/latent/{model}/prior_samples.png",
+            caption="../report/figures/prior_samples.rst",
+            category="Latent space",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "prior samples"},
+        ),
+        pdf="results/figures/latent/{model}/prior_samples.pdf",
+        table="results/figures/latent/{model}/prior_samples.tsv",
+    log:
+        "logs/figures/prior_samples/{model}.log",
+    params:
+        n_samples=200,  # all measured (validity rate); the first n_shown are drawn
+        n_shown=32,
+        seed=0,
+        image_size=COHORT["image_size"],
+        criteria_grid=config["anatomy"]["grid"],
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(2000),
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure_prior_samples.py"
+
+
+rule figure_traversals:
+    # AR-VAE models only (figure_targets asks for no other): one row per regularised dimension
+    input:
+        checkpoint="results/models/{model}/checkpoint.pt",
+        bounds="results/models/{model}/latent_bounds.tsv",
+        latents=lambda wildcards: figure_paths.latent_tables(wildcards.model, SHARDS),
+        patients="results/cohort/patients.tsv",
+        sequences="results/cohort/sequences.tsv",
+    output:
+        png=report(
+            "results/figures/latent/{model}/traversals.png",
+            caption="../report/figures/traversals.rst",
+            category="Latent space",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "traversals"},
+        ),
+        pdf="results/figures/latent/{model}/traversals.pdf",
+        table="results/figures/latent/{model}/traversals.tsv",
+    log:
+        "logs/figures/traversals/{model}.log",
+    params:
+        view="4CH",
+        steps=7,
+        image_size=COHORT["image_size"],
+        criteria_grid=config["anatomy"]["grid"],
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(2000),
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure_traversals.py"
+
+
+rule figure_latent_pca:
+    input:
+        latents=lambda wildcards: figure_paths.latent_tables(wildcards.model, SHARDS),
+        patients="results/cohort/patients.tsv",
+    output:
+        png=report(
+            "results/figures/latent/{model}/pca.png",
+            caption="../report/figures/latent_pca.rst",
+            category="Latent space",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "PCA"},
+        ),
+        pdf="results/figures/latent/{model}/pca.pdf",
+    log:
+        "logs/figures/latent_pca/{model}.log",
+    params:
+        groups=FIGURE_GROUPS,
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(2000),
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure_latent_pca.py"
+
+
+rule figure_temporal_sequence:
+    input:
+        tables=expand("results/temporal/{{model}}/shard-{shard}.tsv", shard=SHARDS),
+        corrected=expand("results/temporal/{{model}}/shard-{shard}.h5", shard=SHARDS),
+        cohort=expand("results/cohort/shard-{shard}.h5", shard=SHARDS),
+        thresholds=temporal_paths.image_thresholds(TEMPORAL),
+    output:
+        png=report(
+            "results/figures/temporal/{model}/sequence.png",
+            caption="../report/figures/temporal_sequence.rst",
+            category="Temporal consistency",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "example sequence"},
+        ),
+        pdf="results/figures/temporal/{model}/sequence.pdf",
+    log:
+        "logs/figures/temporal_sequence/{model}.log",
+    params:
+        cycle=cohort_cycle(),
+        margin=TEMPORAL["thresholds"]["margin"],
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(2000),
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure_temporal_sequence.py"
+
+
+rule figure_anatomy_validity:
+    input:
+        criteria=expand("results/anatomy/input/shard-{shard}.parquet", shard=SHARDS),
+        corrected=expand("results/temporal/{{model}}/shard-{shard}.h5", shard=SHARDS),
+        cohort=expand("results/cohort/shard-{shard}.h5", shard=SHARDS),
+        truth=expand("results/anatomy/truth/shard-{shard}.parquet", shard=SHARDS) if SYNTHETIC else [],
+    output:
+        png=report(
+            "results/figures/anatomy/{model}/validity.png",
+            caption="../report/figures/anatomy_validity.rst",
+            category="Anatomy",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "validity by criterion"},
+        ),
+        pdf="results/figures/anatomy/{model}/validity.pdf",
+        table="results/figures/anatomy/{model}/validity.tsv",
+    log:
+        "logs/figures/anatomy_validity/{model}.log",
+    params:
+        # the anatomy stage's grid: the corrected frames are measured as the input frames were
+        criteria_grid=config["anatomy"]["grid"],
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(4000),
+        runtime=20,
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure_anatomy_validity.py"
+
+
+rule figure_forest:
+    input:
+        effects="results/stats/effects.tsv",
+        # which attribute each AR-VAE dimension regularises: the latent family's rows are named after it
+        bounds=lambda wildcards: figure_paths.bounds_files(MODELS) if wildcards.family == "latent" else [],
+    output:
+        png=report(
+            "results/figures/stats/forest_{family}.png",
+            caption="../report/figures/forest.rst",
+            category="Statistics",
+            subcategory="group effects",
+            labels={"family": "{family}", "figure": "forest plot"},
+        ),
+        pdf="results/figures/stats/forest_{family}.pdf",
+    log:
+        "logs/figures/forest/{family}.log",
+    wildcard_constraints:
+        family="clinical|attributes|latent",
+    params:
+        groups=FIGURE_GROUPS,
+        covariates=POPULATION["covariates"],
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(1000),
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure_forest.py"
+
+
+rule figure_table1:
+    input:
+        table1="results/stats/table1.tsv",
+        patients="results/stats/patients.tsv",
+    output:
+        png=report(
+            "results/figures/stats/table1.png",
+            caption="../report/figures/table1.rst",
+            category="Statistics",
+            subcategory="Table 1",
+            labels={"family": "cohort", "figure": "Table 1"},
+        ),
+        pdf="results/figures/stats/table1.pdf",
+        tex="results/figures/stats/table1.tex",
+    log:
+        "logs/figures/table1.log",
+    params:
+        groups=FIGURE_GROUPS,
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(1000),
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure_table1.py"
