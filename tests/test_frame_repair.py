@@ -248,3 +248,20 @@ def test_repair_configuration_is_checked():
     with pytest.raises(ValueError, match="interpolation"):
         CorrectionConfig(interpolation="cubic")
     torch.manual_seed(0)  # nothing random in the repair; keeps the module import-order independent
+
+
+def test_a_model_without_the_atrium_and_atrium_drop_leaves_no_atrium(case):
+    """Defect: with a 3-class model and ``atrium="drop"`` the rebuilt frames got LA back (the input's
+    heart outline minus a smaller rebuilt epicardium was composed as atrium), and the validity check of
+    the smallest edit then met a label it does not measure."""
+    thresholds, scales = case
+    clean = sequence(scales)
+    spiked = sequence(np.where(np.arange(20) == 8, scales * 1.12, scales))
+    rows, cols = np.mgrid[0:48, 0:48]
+    spiked[5][(clean[5] == MYO) & (rows >= 20) & (rows <= 21) & (cols < 24)] = 0     # a cut through the wall
+    result = correct_sequences(KnownModel(n_classes=3), [spiked], constraint=None, spacings=[(1.0, 1.0)],
+                               image=thresholds, config=CorrectionConfig(atrium="drop"))[0]
+    assert result.method == "repair" and result.replaced[5] and result.replaced[8]
+    assert not np.any(result.masks == LA)
+    dropped = np.where(preclean(spiked) == LA, 0, preclean(spiked))
+    np.testing.assert_array_equal(result.masks[~result.replaced], dropped[~result.replaced])

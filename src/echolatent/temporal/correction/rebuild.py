@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from echolatent.labels import BACKGROUND as BG
 from echolatent.labels import LA
 from echolatent.temporal.correction.interpolation import trusted_neighbours
 from echolatent.temporal.correction.regions import REGIONS, compose_regions, region_sdf
@@ -20,8 +21,8 @@ __all__ = ["repair_frames"]
 
 
 def repair_frames(base: np.ndarray, decoded_mu: np.ndarray, decoded_z: dict, regions: np.ndarray,
-                  *, keep_atrium: bool = True, decoder_weight: float = 1.0, minimal=None, valid=None,
-                  return_regions: bool = False, cycle=None):
+                  *, keep_atrium: bool = True, drop_atrium: bool = False, decoder_weight: float = 1.0, minimal=None,
+                  valid=None, return_regions: bool = False, cycle=None):
     """Rebuild the repaired regions of the frames of a sequence (the module docstring).
 
     Parameters
@@ -37,6 +38,9 @@ def repair_frames(base: np.ndarray, decoded_mu: np.ndarray, decoded_z: dict, reg
         Regions (:data:`.REGIONS` order) each frame repairs; frames repairing none are trusted.
     keep_atrium : bool
         False for a model without the LA class: the heart outline keeps the input.
+    drop_atrium : bool
+        The output has no LA (``atrium="drop"`` with such a model; ``base`` has none): a rebuilt
+        epicardium smaller than the input's heart outline leaves background, not atrium.
     decoder_weight : float
         Weight of the decoder's path (the bracket of the module docstring is always added in full):
         1 follows the decoder, 0 interpolates the neighbours' outlines alone.
@@ -99,7 +103,11 @@ def repair_frames(base: np.ndarray, decoded_mu: np.ndarray, decoded_z: dict, reg
             # The atrium is not repaired here: its input pixels that the trusted neighbours
             # agree on stay LA, so a rebuilt LV or wall does not take them.
             frame[(base[t] == LA) & (base[prev[t]] == LA) & (base[nxt[t]] == LA)] = LA
-        return preclean(frame[None], keep_atrium=True)[0]
+        if drop_atrium:
+            # the heart outline minus the epicardium is composed as LA: with the atrium dropped
+            # it is background (the validity check then sees only the labels it measures)
+            frame[frame == LA] = BG
+        return preclean(frame[None], keep_atrium=not drop_atrium)[0]
 
     for t in np.flatnonzero(~trusted):
         if minimal is None or not minimal[t]:

@@ -170,7 +170,8 @@ def repair_sequences(model, masks_native: list[np.ndarray], *, constraint: Laten
                 best = None
                 for weight in config.decoder_weights:  # first best: the decoder's path unless it hurts
                     candidate, rebuilt = repair_frames(
-                        base, decoded_mu, decoded_z, regions, keep_atrium=keep_la, decoder_weight=weight,
+                        base, decoded_mu, decoded_z, regions, keep_atrium=keep_la, drop_atrium=drop_la,
+                        decoder_weight=weight,
                         minimal=minimal, valid=lambda frame: not failed(frame[None]).any(), return_regions=True,
                         cycle=cycle)
                     (c_curve,), (c_check,) = image_check([candidate], [spacing], thresholds, cycle)
