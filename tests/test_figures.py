@@ -25,7 +25,8 @@ from conftest import KnownModel, clean_scales, image_thresholds, images_for, seq
 from echolatent.figures import style
 from echolatent.figures.latent_codes import interpolation_codes, pca, prior_codes, traversal_codes
 from echolatent.figures.names import PIXEL_ATTRIBUTES, label
-from echolatent.figures.targets import bounds_files, figure_targets, flow_inputs, latent_tables
+from echolatent.figures.targets import (agreement_pairs, bounds_files, figure_targets, flow_inputs, latent_tables,
+                                       source_file)
 from echolatent.io.tables import write_table
 from echolatent.labels import LA, LV, MYO
 from echolatent.shape.criteria_definitions import CRITERIA
@@ -272,7 +273,8 @@ def test_figure_targets_follow_the_configured_study():
     assert bare == ["results/figures/cohort/flow.png", "results/figures/cohort/flow.pdf",
                     "results/figures/stats/table1.png", "results/figures/stats/table1.pdf",
                     "results/figures/stats/table1.tex", "results/figures/stats/forest_clinical.png",
-                    "results/figures/stats/forest_clinical.pdf"]
+                    "results/figures/stats/forest_clinical.pdf", "results/figures/stats/roc.png",
+                    "results/figures/stats/roc.pdf"]  # no model: the clinical ROC only, no latent figure
     assert all(f.endswith((".png", ".pdf", ".tsv", ".tex")) for f in one + two)
     # what the rules read
     assert set(flow_inputs(False)) == {"plan", "patients", "sequences", "qc"}
@@ -495,3 +497,231 @@ def test_table1_as_figure_and_latex(results, tmp_path, saved):
     assert r"\quad F" in latex and r"n (\%)" in latex and "hypertensive (n = 3)" in latex
     body = latex.split(r"\midrule")[1].split(r"\bottomrule")[0]
     assert all(line.count(" & ") == 5 for line in body.strip().splitlines())  # six cells a row
+
+
+# --------------------------------------------------------------------------- statistics: curves, ROC, agreement, shapes
+def test_statistics_figure_targets_follow_the_configured_study():
+    study = figure_targets({"arvae": {"kind": "ar-vae"}}, temporal_models=["arvae"], statistics=True,
+                           families=["clinical", "attributes", "latent"], synthetic=True)
+    stems = {f.rsplit(".", 1)[0] for f in study}
+    assert {"results/figures/stats/curves_attributes", "results/figures/stats/roc",
+            "results/figures/latent/arvae/curves", "results/figures/latent/arvae/modes",
+            "results/figures/latent/arvae/group_means", "results/figures/latent/arvae/group_direction",
+            "results/figures/stats/agreement/temporal.arvae_vs_truth",
+            "results/figures/stats/agreement/reconstruction.arvae_vs_input",
+            "results/figures/stats/agreement/input_vs_truth"} <= stems
+    assert len(study) == len(set(study))
+    # no latent family: no latent curves, no decoded shapes, agreement of the input with the truth only
+    plain = figure_targets({"arvae": {"kind": "ar-vae"}}, temporal_models=["arvae"], statistics=True,
+                           families=["clinical", "attributes"], synthetic=True)
+    assert not [f for f in plain if "/latent/arvae/" in f and f.rsplit("/", 1)[1].split(".")[0] in
+                ("curves", "modes", "group_means", "group_direction")]
+    assert [f for f in plain if "/agreement/" in f] == ["results/figures/stats/agreement/input_vs_truth.png",
+                                                         "results/figures/stats/agreement/input_vs_truth.pdf"]
+    # a real cohort without the latent family has one source: no agreement figure
+    assert not [f for f in figure_targets({}, statistics=True, families=["clinical"]) if "agreement" in f]
+    assert agreement_pairs(["a", "b"], ["b"], latent=True) == [("reconstruction.a", "input"),
+                                                               ("reconstruction.b", "input"), ("temporal.b", "input")]
+    assert source_file("temporal.b") == "results/clinical/temporal/b/indices.tsv"
+    assert source_file("truth") == "results/cohort/truth/patients.tsv"
+    with pytest.raises(ValueError):
+        source_file("nonsense")
+
+
+@pytest.fixture(scope="module")
+def stats_tables(tmp_path_factory):
+    """Small hand-made statistics tables: curves, classification, agreement sources, decoded shapes."""
+    from echolatent.stats.agreement import agreement_table
+
+    root = tmp_path_factory.mktemp("stats")
+    rng = np.random.default_rng(1)
+    phases = np.linspace(0, 1, 17)
+    rows = []
+    for family, model, outcomes in (("attributes", "", ["lv_area_mm2", "lv_length_mm"]), ("latent", "known", ["mu_0", "mu_1"])):
+        for outcome in outcomes:
+            for view in ("2CH", "4CH"):
+                for group, shift, n in (("control", 0.0, 6), ("hypertensive", 1.0, 5)):
+                    mean = 10 + 3 * np.sin(2 * np.pi * phases) + shift
+                    rows += [{"family": family, "model": model, "outcome": outcome, "view": view, "cycle": "full",
+                              "phase_index": k, "phase": ph, "group": group, "n": n, "mean": m, "ci_low": m - 0.5,
+                              "ci_high": m + 0.5, "es_phase": 0.375} for k, (ph, m) in enumerate(zip(phases, mean))]
+    write_table(pd.DataFrame(rows), root / "curves.tsv")
+    intervals = [{"family": "attributes", "model": "", "outcome": "lv_area_mm2", "view": "4CH", "cycle": "full",
+                  "index_start": 14, "index_end": 2, "phase_start": 0.875, "phase_end": 0.125, "n_points": 6,
+                  "direction": 1, "max_abs_t": 4.0, "min_p_fwe": 0.01},  # through ED: two shaded spans
+                 {"family": "latent", "model": "known", "outcome": "mu_0", "view": "2CH", "cycle": "full",
+                  "index_start": 4, "index_end": 8, "phase_start": 0.25, "phase_end": 0.5, "n_points": 5,
+                  "direction": -1, "max_abs_t": 3.0, "min_p_fwe": 0.02}]
+    write_table(pd.DataFrame(intervals), root / "curve_intervals.tsv")
+    write_table(pd.DataFrame({"dim": [0, 1], "attribute": ["lv_area", ""]}), root / "latent_bounds.tsv")
+
+    sets = {"clinical": 0.75, "latent.known": 0.8, "clinical+latent.known": 0.85}
+    write_table(pd.DataFrame([{"features": f, "n": 40, "n_case": 20, "n_control": 20, "auc": a, "auc_ci_low": a - 0.1,
+                               "auc_ci_high": a + 0.1} for f, a in sets.items()]), root / "classification.tsv")
+    write_table(pd.DataFrame([{"features_a": "clinical", "features_b": "latent.known", "n": 40, "auc_a": 0.75,
+                               "auc_b": 0.8, "delta_auc": 0.05, "se": 0.04, "ci_low": -0.03, "ci_high": 0.13, "z": 1.25,
+                               "p": 0.21}]), root / "classification_comparisons.tsv")
+    roc = []
+    for f, a in sets.items():
+        fpr = np.linspace(0, 1, 11)
+        roc += [{"features": f, "fpr": x, "tpr": min(1.0, x ** (1 - a)), "threshold": 1 - x} for x in fpr]
+    write_table(pd.DataFrame(roc), root / "roc.tsv")
+
+    patients = [f"Q{i:02d}" for i in range(12)]
+    edv = rng.uniform(80, 160, 12)
+    esv = edv * rng.uniform(0.3, 0.5, 12)
+    sources = {"input": pd.DataFrame({"patient_id": patients, "edv_ml": edv, "esv_ml": esv,
+                                      "ef_pct": 100 * (1 - esv / edv), "la_volume_ml": rng.uniform(40, 80, 12)})}
+    noisy = sources["input"].copy()
+    for column in ("edv_ml", "esv_ml", "la_volume_ml"):
+        noisy[column] = noisy[column] + rng.normal(1.0, 2.0, 12)
+    noisy["ef_pct"] = 100 * (1 - noisy["esv_ml"] / noisy["edv_ml"])
+    sources["temporal.known"] = noisy
+    sources["truth"] = sources["input"].rename(columns={"la_volume_ml": "la_volume_es_ml"}).assign(
+        edv_ml=edv - 2.0, la_volume_es_ml=lambda t: t["la_volume_es_ml"] - 1.0)
+    table, _ = agreement_table(sources, indices=["edv_ml", "esv_ml", "ef_pct", "la_volume_ml"],
+                               methods=["input", "temporal.known"], reference=["input", "truth"],
+                               columns={"truth": {"la_volume_ml": "la_volume_es_ml"}})
+    write_table(table, root / "agreement.tsv")
+    write_table(sources["input"], root / "input.tsv")
+    write_table(sources["temporal.known"], root / "temporal.tsv")
+    write_table(sources["truth"], root / "truth.tsv")
+
+    decoded, masks = [], []
+    for view in ("2CH", "4CH"):
+        for phase, scale in (("ed", 1.0), ("es", 0.8)):
+            for component in (1, 2):
+                for sd in (-2, -1, 0, 1, 2):
+                    decoded.append({"kind": "mode", "view": view, "phase": phase, "component": component, "sd": sd,
+                                    "group": "", "step": np.nan})
+                    masks.append(scale * (1 + 0.05 * sd * (1 if component == 1 else -1)))
+            for group, g in (("control", 1.0), ("hypertensive", 1.1)):
+                decoded.append({"kind": "group_mean", "view": view, "phase": phase, "component": np.nan, "sd": np.nan,
+                                "group": group, "step": np.nan})
+                masks.append(scale * g)
+            for step in np.arange(-1, 2.5, 0.5):
+                decoded.append({"kind": "direction", "view": view, "phase": phase, "component": np.nan, "sd": np.nan,
+                                "group": "", "step": step})
+                masks.append(scale * (1 + 0.1 * step))
+    decoded = pd.DataFrame(decoded)
+    decoded.insert(0, "code", np.arange(len(decoded)))
+    decoded.insert(1, "model", "known")
+    decoded["anatomical_errors"] = False
+    decoded.loc[(decoded["kind"] == "direction") & (decoded["step"] == 2.0) & (decoded["view"] == "4CH"),
+                "anatomical_errors"] = True
+    decoded.loc[(decoded["kind"] == "mode") & (decoded["sd"] == 2) & (decoded["component"] == 2),
+                "anatomical_errors"] = True
+    write_table(decoded, root / "decoded.tsv")
+    with h5py.File(root / "decoded.h5", "w") as h5:
+        h5["masks"] = sequence(np.array(masks), SIZE).astype(np.uint8)
+        h5["masks"].attrs["spacing"] = np.full((len(masks), 2), 2.0)
+    return root
+
+
+def test_curves_show_group_bands_es_and_significant_phases(stats_tables, tmp_path, saved):
+    rows = stage.curves_figure_stage(stats_tables / "curves.tsv", stats_tables / "curve_intervals.tsv",
+                                     family="attributes", groups=list(GROUPS), out_png=tmp_path / "ca.png",
+                                     out_pdf=tmp_path / "ca.pdf")
+    assert set(rows["family"]) == {"attributes"}
+    fig = saved["ca.png"]
+    check_files(tmp_path / "ca.png", tmp_path / "ca.pdf", fig)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 4  # (outcome, view)
+    assert {"LV area (mm²)", "LV length (mm)", "Cycle phase (fraction, ED = 0)"} <= set(axis_labels(fig))
+    text = words(fig)
+    assert "control (n = 6)" in text and "hypertensive (n = 5)" in text and "ES" in text
+    assert "groups differ (p_FWE ≤ 0.05, adjusted)" in text
+    shaded = {ax.get_title(): len(ax.patches) for ax in panels}
+    assert shaded["LV area, 4CH"] == 2 and shaded["LV area, 2CH"] == 0  # the interval through ED: two spans
+    lines = panels[0].get_lines()
+    assert {to_hex(line.get_color()) for line in lines[:2]} == {to_hex(c) for c in style.GROUP_COLOURS}
+    stage.curves_figure_stage(stats_tables / "curves.tsv", stats_tables / "curve_intervals.tsv",
+                              [stats_tables / "latent_bounds.tsv"], family="latent", model="known",
+                              groups=list(GROUPS), out_png=tmp_path / "cl.png", out_pdf=tmp_path / "cl.pdf")
+    fig = saved["cl.png"]
+    check_files(tmp_path / "cl.png", tmp_path / "cl.pdf", fig)
+    assert {"z0: lv_area (a.u.)", "z1 (a.u.)"} <= set(axis_labels(fig))
+    with pytest.raises(ValueError, match="no curves"):
+        stage.curves_figure_stage(stats_tables / "curves.tsv", stats_tables / "curve_intervals.tsv", family="latent",
+                                  model="absent", out_png=tmp_path / "x.png", out_pdf=tmp_path / "x.pdf")
+
+
+def test_roc_curves_give_auc_intervals_and_the_delong_test(stats_tables, tmp_path, saved):
+    stage.roc_figure_stage(stats_tables / "classification.tsv", stats_tables / "classification_comparisons.tsv",
+                           stats_tables / "roc.tsv", groups=list(GROUPS), out_png=tmp_path / "roc.png",
+                           out_pdf=tmp_path / "roc.pdf")
+    fig = saved["roc.png"]
+    check_files(tmp_path / "roc.png", tmp_path / "roc.pdf", fig)
+    text = words(fig)
+    for part in ("Clinical: AUC 0.75 [0.65, 0.85]", "Latent: AUC 0.80 [0.70, 0.90]",
+                 "Clinical + latent: AUC 0.85 [0.75, 0.95]", "ΔAUC latent − clinical +0.050, DeLong p = 0.21",
+                 "hypertensive vs control"):
+        assert part in text, part
+    assert {"1 − specificity (false-positive rate)", "Sensitivity (true-positive rate)"} <= set(axis_labels(fig))
+    colours = {to_hex(line.get_color()) for line in fig.axes[0].get_lines()}
+    assert {to_hex(c) for c in style.FEATURE_COLOURS.values()} <= colours
+    # a study without a latent model: the clinical baseline alone, no test
+    clinical = tmp_path / "clinical.tsv"
+    write_table(pd.read_csv(stats_tables / "classification.tsv", sep="\t").head(1), clinical)
+    stage.roc_figure_stage(clinical, stats_tables / "classification_comparisons.tsv", stats_tables / "roc.tsv",
+                           out_png=tmp_path / "roc1.png", out_pdf=tmp_path / "roc1.pdf")
+    fig = saved["roc1.png"]
+    assert len(fig.axes) == 1 and "DeLong" not in words(fig) and "Clinical: AUC 0.75" in words(fig)
+
+
+def test_bland_altman_and_identity_plots_print_bias_and_limits(stats_tables, tmp_path, saved):
+    values = stage.agreement_figure_stage(stats_tables / "agreement.tsv", stats_tables / "temporal.tsv",
+                                          stats_tables / "truth.tsv", method="temporal.known", reference="truth",
+                                          out_png=tmp_path / "ba.png", out_pdf=tmp_path / "ba.pdf")
+    assert sorted(values["index"].unique()) == ["edv_ml", "ef_pct", "esv_ml", "la_volume_ml"]
+    assert (values.groupby("index").size() == 12).all()  # the truth's LA volume read from la_volume_es_ml
+    fig = saved["ba.png"]
+    check_files(tmp_path / "ba.png", tmp_path / "ba.pdf", fig)
+    assert len(fig.axes) == 8  # one row per index: identity, Bland-Altman
+    labels = set(axis_labels(fig))
+    assert {"Δ EDV (mL)", "Δ EF (%)", "Δ LA volume (mL)", "EF, mean of the two (%)"} <= labels
+    table = pd.read_csv(stats_tables / "agreement.tsv", sep="\t")
+    row = table[(table["method"] == "temporal.known") & (table["reference"] == "truth") & (table["index"] == "edv_ml")
+                & (table["split"] == "all")].iloc[0]
+    text = words(fig)
+    assert f"bias {row['bias']:+.2f}" in text and f"+1.96 SD {row['loa_high']:+.2f}" in text
+    assert f"−1.96 SD {row['loa_low']:+.2f}" in text and "n = 12" in text and "ICC(2,1)" in text
+    # the bias line sits at the table's bias, the differences are method minus reference
+    ba = fig.axes[1]
+    assert any(np.allclose(line.get_ydata(), row["bias"]) for line in ba.get_lines())
+    edv = values[values["index"] == "edv_ml"]
+    np.testing.assert_allclose(np.sort(ba.collections[0].get_offsets()[:, 1]), np.sort(edv["method"] - edv["reference"]))
+    stage.agreement_figure_stage(stats_tables / "agreement.tsv", stats_tables / "input.tsv", stats_tables / "truth.tsv",
+                                 method="input", reference="truth", out_png=tmp_path / "it.png",
+                                 out_pdf=tmp_path / "it.pdf")
+    assert "Agreement of input masks with truth" in words(saved["it.png"])
+
+
+def test_decoded_modes_group_means_and_direction(stats_tables, tmp_path, saved):
+    table, h5 = stats_tables / "decoded.tsv", stats_tables / "decoded.h5"
+    stage.latent_modes_stage(table, h5, model="known", out_png=tmp_path / "modes.png", out_pdf=tmp_path / "modes.pdf")
+    fig = saved["modes.png"]
+    check_files(tmp_path / "modes.png", tmp_path / "modes.pdf", fig)
+    text = words(fig)
+    for part in ("PC1 ED", "PC2 ES", "-2 SD", "mean", "+2 SD", "2CH", "4CH", "20 mm", "fails an anatomical criterion"):
+        assert part in text, part
+    assert figure_text(fig).count("\u2715") == 4  # PC2 at +2 SD, both views and phases
+    stage.group_shapes_stage(table, h5, model="known", groups=list(GROUPS), out_png=tmp_path / "gm.png",
+                             out_pdf=tmp_path / "gm.pdf")
+    fig = saved["gm.png"]
+    check_files(tmp_path / "gm.png", tmp_path / "gm.pdf", fig)
+    text = words(fig)
+    assert "control (adjusted mean)" in text and "hypertensive (adjusted mean)" in text and "ED" in text and "ES" in text
+    drawn = fig.axes[0].collections
+    assert {to_hex(c) for col in drawn for c in np.atleast_2d(col.get_edgecolor())} == \
+        {to_hex(c) for c in style.GROUP_COLOURS}  # one colour per group
+    assert len(drawn) == 6  # 3 structures x 2 groups, told apart by line style
+    stage.group_direction_stage(table, h5, model="known", groups=list(GROUPS), out_png=tmp_path / "gd.png",
+                                out_pdf=tmp_path / "gd.pdf")
+    fig = saved["gd.png"]
+    check_files(tmp_path / "gd.png", tmp_path / "gd.pdf", fig)
+    text = words(fig)
+    for part in ("step -1", "step +0 (control)", "step +1 (hypertensive)", "step +2", "4CH ES",
+                 "fails an anatomical criterion"):
+        assert part in text, part
+    assert figure_text(fig).count("\u2715") == 2  # 4CH, step +2, ED and ES

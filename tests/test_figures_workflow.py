@@ -52,7 +52,8 @@ def test_figures_draws_every_figure_of_the_study(run):
     config = yaml.safe_load(CONFIG.read_text())
     models = study_models(config)
     expected = figure_targets(models, temporal_models=[m for m, entry in models.items() if entry["kind"] == "ar-vae"],
-                              statistics=True, families=check_section(config.get("population"), "population")["families"])
+                              statistics=True, families=check_section(config.get("population"), "population")["families"],
+                              synthetic=(config.get("cohort") or {}).get("source", "synthetic") == "synthetic")
     assert "results/figures/latent/tiny/traversals.png" in expected
     missing = [path for path in expected if not (run / path).is_file()]
     assert not missing, missing

@@ -23,6 +23,7 @@ rule figures:
             temporal_models=TEMPORAL_MODELS,
             statistics=FIGURE_STATISTICS,
             families=POPULATION["families"],
+            synthetic=SYNTHETIC,
         ),
 
 
@@ -382,3 +383,204 @@ rule figure_table1:
         "../../envs/figures.yaml"
     script:
         "../scripts/figure_table1.py"
+
+
+rule figure_curves_attributes:
+    input:
+        curves="results/stats/curves.tsv",
+        intervals="results/stats/curve_intervals.tsv",
+    output:
+        png=report(
+            "results/figures/stats/curves_attributes.png",
+            caption="../report/figures/curves_attributes.rst",
+            category="Statistics",
+            subcategory="curves over the cycle",
+            labels={"family": "attributes", "figure": "curves over the cycle"},
+        ),
+        pdf="results/figures/stats/curves_attributes.pdf",
+    log:
+        "logs/figures/curves_attributes.log",
+    params:
+        groups=FIGURE_GROUPS,
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(1000),
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure_curves_attributes.py"
+
+
+rule figure_curves_latent:
+    input:
+        curves="results/stats/curves.tsv",
+        intervals="results/stats/curve_intervals.tsv",
+        # which attribute each AR-VAE dimension regularises (none for a plain VAE)
+        bounds=lambda wildcards: figure_paths.bounds_files([wildcards.model])
+        if MODELS[wildcards.model]["kind"] == "ar-vae"
+        else [],
+    output:
+        png=report(
+            "results/figures/latent/{model}/curves.png",
+            caption="../report/figures/curves_latent.rst",
+            category="Latent space",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "latent curves over the cycle"},
+        ),
+        pdf="results/figures/latent/{model}/curves.pdf",
+    log:
+        "logs/figures/curves_latent/{model}.log",
+    params:
+        groups=FIGURE_GROUPS,
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(1000),
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure_curves_latent.py"
+
+
+rule figure_roc:
+    input:
+        classification="results/stats/classification.tsv",
+        comparisons="results/stats/classification_comparisons.tsv",
+        roc="results/stats/roc.tsv",
+    output:
+        png=report(
+            "results/figures/stats/roc.png",
+            caption="../report/figures/roc.rst",
+            category="Statistics",
+            subcategory="classification",
+            labels={"family": "classification", "figure": "ROC curves"},
+        ),
+        pdf="results/figures/stats/roc.pdf",
+    log:
+        "logs/figures/roc.log",
+    params:
+        groups=FIGURE_GROUPS,
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(1000),
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure_roc.py"
+
+
+rule figure_agreement:
+    input:
+        agreement="results/stats/agreement.tsv",
+        method=lambda wildcards: figure_paths.source_file(wildcards.method),
+        reference=lambda wildcards: figure_paths.source_file(wildcards.reference),
+    output:
+        png=report(
+            "results/figures/stats/agreement/{method}_vs_{reference}.png",
+            caption="../report/figures/agreement.rst",
+            category="Statistics",
+            subcategory="agreement",
+            labels={"family": "{method} vs {reference}", "figure": "Bland-Altman"},
+        ),
+        pdf="results/figures/stats/agreement/{method}_vs_{reference}.pdf",
+    log:
+        "logs/figures/agreement/{method}_vs_{reference}.log",
+    wildcard_constraints:
+        method=r"input|(reconstruction|temporal)\.[^/]+",
+        reference="input|truth",
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(1000),
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure_agreement.py"
+
+
+rule figure_latent_modes:
+    input:
+        table="results/stats/latent/{model}/decoded.tsv",
+        h5="results/stats/latent/{model}/decoded.h5",
+    output:
+        png=report(
+            "results/figures/latent/{model}/modes.png",
+            caption="../report/figures/latent_modes.rst",
+            category="Latent space",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "decoded modes"},
+        ),
+        pdf="results/figures/latent/{model}/modes.pdf",
+    log:
+        "logs/figures/modes/{model}.log",
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(2000),
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure_latent_modes.py"
+
+
+rule figure_group_shapes:
+    input:
+        table="results/stats/latent/{model}/decoded.tsv",
+        h5="results/stats/latent/{model}/decoded.h5",
+    output:
+        png=report(
+            "results/figures/latent/{model}/group_means.png",
+            caption="../report/figures/group_shapes.rst",
+            category="Latent space",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "group-mean shapes"},
+        ),
+        pdf="results/figures/latent/{model}/group_means.pdf",
+    log:
+        "logs/figures/group_means/{model}.log",
+    params:
+        groups=FIGURE_GROUPS,
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(2000),
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure_group_shapes.py"
+
+
+rule figure_group_direction:
+    input:
+        table="results/stats/latent/{model}/decoded.tsv",
+        h5="results/stats/latent/{model}/decoded.h5",
+    output:
+        png=report(
+            "results/figures/latent/{model}/group_direction.png",
+            caption="../report/figures/group_direction.rst",
+            category="Latent space",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "group direction"},
+        ),
+        pdf="results/figures/latent/{model}/group_direction.pdf",
+    log:
+        "logs/figures/group_direction/{model}.log",
+    params:
+        groups=FIGURE_GROUPS,
+    threads: 1
+    resources:
+        mem_mb=mem_by_attempt(2000),
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../scripts/figure_group_direction.py"

@@ -20,6 +20,10 @@ Module              What it holds
 ``anatomy``         frames failing each anatomical criterion, per mask source
 ``forest``          forest plot of the standardised group effects
 ``table1``          Table 1 as a figure and as LaTeX
+``curves``          attribute and latent curves over the normalised cycle, group bands, significant phases
+``classification``  ROC curves: latent codes vs the clinical baseline vs both (AUC, DeLong)
+``agreement``       identity and Bland-Altman plots of the clinical indices, method vs reference
+``decoded``         decoded modes of variation, group-mean shapes, the group direction
 ==================  ===========================================================================
 
 Figures are written under ``results/figures/`` (:mod:`echolatent.figures.targets`). To add a

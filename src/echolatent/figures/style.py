@@ -40,7 +40,8 @@ from echolatent.labels import LA, LV, MYO  # noqa: E402
 __all__ = ["OKABE_ITO", "STRUCTURE_COLOURS", "STRUCTURE_LABELS", "GROUP_COLOURS", "SPLIT_COLOURS",
            "SOURCE_COLOURS", "MODEL_COLOURS", "INVALID_COLOUR", "COLUMN", "PAGE", "DPI", "RC", "styled",
            "new_figure", "group_colours", "model_colour", "save_figure", "crop_window", "draw_masks", "scale_bar", "mark_invalid",
-           "panel_label", "structure_legend"]
+           "panel_label", "structure_legend", "STRUCTURE_LINESTYLES", "FEATURE_COLOURS", "draw_outlines",
+           "outline_legend", "shade_intervals"]
 
 #: Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision deficiency.
 OKABE_ITO = {
@@ -69,6 +70,10 @@ SOURCE_COLOURS = {"input": OKABE_ITO["grey"], "truth": OKABE_ITO["black"], "temp
 #: The study's models, in the order of the config.
 MODEL_COLOURS = (OKABE_ITO["blue"], OKABE_ITO["vermillion"], OKABE_ITO["bluish_green"], OKABE_ITO["reddish_purple"],
                  OKABE_ITO["orange"], OKABE_ITO["sky_blue"], OKABE_ITO["black"])
+#: Structure -> line style, where contours take a group's colour (one shape over another, :func:`draw_outlines`).
+STRUCTURE_LINESTYLES = {LV: "solid", MYO: "dashed", LA: "dotted"}
+#: Feature sets of the classification: the clinical baseline, the latent codes, both.
+FEATURE_COLOURS = {"clinical": OKABE_ITO["black"], "latent": OKABE_ITO["blue"], "both": OKABE_ITO["bluish_green"]}
 #: Marks an anatomically invalid decoding or an inconsistent frame.
 INVALID_COLOUR = OKABE_ITO["vermillion"]
 
@@ -292,3 +297,46 @@ def structure_legend(fig, *, invalid: bool = False, loc: str = "outside lower ce
                               markersize=6))
         labels.append("fails an anatomical criterion")
     fig.legend(handles, labels, loc=loc, ncols=min(len(labels), 7))
+
+
+def draw_outlines(ax, mask: np.ndarray, colour: str, *, spacing=(1.0, 1.0), linewidth: float = 0.9,
+                  labels=(LV, MYO, LA), window=None) -> None:
+    """Contours of a label map in one ``colour``, each structure in its line style (:data:`STRUCTURE_LINESTYLES`).
+
+    For shapes drawn over one another (a case over a control): the colour says which shape, the
+    line style which structure. Same coordinates (mm) and ``window`` as :func:`draw_masks`.
+    """
+    mask = np.asarray(mask)
+    height, width = mask.shape
+    sh, sw = float(spacing[0]), float(spacing[1])
+    r0, r1, c0, c1 = window if window is not None else (0, height, 0, width)
+    mask = mask[r0:r1, c0:c1]
+    xs = (np.arange(c0, c1) + 0.5) * sw
+    ys = (np.arange(r0, r1) + 0.5) * sh
+    for label in labels:
+        inside = (mask == label).astype(float)
+        if inside.any() and not inside.all():
+            ax.contour(xs, ys, inside, levels=[0.5], colors=[colour], linewidths=linewidth,
+                       linestyles=[STRUCTURE_LINESTYLES[label]])
+    ax.set_xlim(c0 * sw, c1 * sw)
+    ax.set_ylim(r1 * sh, r0 * sh)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+
+def outline_legend(fig, colours: dict, *, loc: str = "outside lower center") -> None:
+    """One legend for :func:`draw_outlines` figures: ``colours`` (name -> colour), then the structures' line styles."""
+    handles = [Line2D([], [], color=colour, linewidth=1.5) for colour in colours.values()]
+    labels = list(colours)
+    handles += [Line2D([], [], color="black", linewidth=1.0, linestyle=STRUCTURE_LINESTYLES[label])
+                for label in STRUCTURE_LINESTYLES]
+    labels += [STRUCTURE_LABELS[label] for label in STRUCTURE_LINESTYLES]
+    fig.legend(handles, labels, loc=loc, ncols=max(len(colours), len(STRUCTURE_LINESTYLES)))
+
+
+def shade_intervals(ax, intervals, *, colour: str = OKABE_ITO["grey"], alpha: float = 0.2) -> None:
+    """Shade phase intervals ``(start, end)`` of a cycle over [0, 1]; ``start > end`` wraps through 1 = 0."""
+    for start, end in intervals:
+        spans = [(start, end)] if start <= end else [(start, 1.0), (0.0, end)]
+        for a, b in spans:
+            ax.axvspan(a, b if b > a else a + 0.005, color=colour, alpha=alpha, linewidth=0, zorder=0)

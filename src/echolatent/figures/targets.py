@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Iterable, Mapping
 
 __all__ = ["ROOT", "FORMATS", "FAMILIES", "figure_files", "figure_targets", "flow_inputs", "latent_tables",
-           "bounds_files"]
+           "bounds_files", "agreement_pairs", "source_file"]
 
 #: Where the figures are written.
 ROOT = "results/figures"
@@ -33,7 +33,7 @@ def figure_files(stem: str, extra: Iterable[str] = ()) -> list[str]:
 
 
 def figure_targets(models: Mapping[str, Mapping], *, temporal_models: Iterable[str] = (), statistics: bool = False,
-                   families: Iterable[str] = ()) -> list[str]:
+                   families: Iterable[str] = (), synthetic: bool = False) -> list[str]:
     """Every figure file of a study.
 
     Parameters
@@ -45,7 +45,12 @@ def figure_targets(models: Mapping[str, Mapping], *, temporal_models: Iterable[s
     statistics : bool
         Whether the study's statistics tables are built (groups known at parse time).
     families : iterable of str
-        ``population.families``: one forest plot each (``latent`` only with a model).
+        ``population.families``: one forest plot each (``latent`` only with a model); ``attributes``
+        draws the attribute curves, ``latent`` (with statistics and a model) each model's latent
+        curves and decoded shapes (modes, group means, group direction).
+    synthetic : bool
+        A synthetic cohort: the agreement figures against the simulator's truth
+        (:func:`agreement_pairs`; the agreement table is built with or without statistics).
 
     Returns
     -------
@@ -74,7 +79,46 @@ def figure_targets(models: Mapping[str, Mapping], *, temporal_models: Iterable[s
         for family in families:
             if family in FAMILIES and (family != "latent" or names):
                 files += figure_files(f"stats/forest_{family}")
+        families = list(families)
+        if "attributes" in families:
+            files += figure_files("stats/curves_attributes")
+        files += figure_files("stats/roc")
+        if "latent" in families:
+            for name in names:
+                files += figure_files(f"latent/{name}/curves")
+                for stem in ("modes", "group_means", "group_direction"):
+                    files += figure_files(f"latent/{name}/{stem}")
+    latent = "latent" in list(families)
+    for method, reference in agreement_pairs(names, temporal_models if latent else (), latent=latent,
+                                             synthetic=synthetic):
+        files += figure_files(f"stats/agreement/{method}_vs_{reference}")
     return files
+
+
+def agreement_pairs(models, temporal_models=(), *, latent: bool = False, synthetic: bool = False) -> list[tuple[str, str]]:
+    """``(method, reference)`` of the agreement figures: the sources of ``agreement.tsv``.
+
+    Methods: ``input`` and, when the study's latent family runs (``latent``), each model's
+    ``reconstruction.{model}`` and each temporal model's ``temporal.{model}``; references:
+    ``input`` and, on a synthetic cohort, ``truth`` (as :func:`echolatent.stages.stats.agreement_stage`).
+    """
+    methods = ["input"]
+    if latent:
+        methods += [f"reconstruction.{m}" for m in models] + [f"temporal.{m}" for m in temporal_models]
+    references = ["input"] + (["truth"] if synthetic else [])
+    return [(m, r) for r in references for m in methods if m != r]
+
+
+def source_file(source: str) -> str:
+    """The per-patient index table of an agreement source (``input``, ``truth``, ``{reconstruction,temporal}.{model}``)."""
+    if source == "input":
+        return "results/clinical/indices.tsv"
+    if source == "truth":
+        return "results/cohort/truth/patients.tsv"
+    kind, _, model = source.partition(".")
+    if kind not in ("reconstruction", "temporal") or not model:
+        raise ValueError(f"unknown agreement source {source!r}")
+    return f"results/clinical/{kind}/{model}/indices.tsv"
 
 
 def flow_inputs(statistics: bool) -> dict:

@@ -32,6 +32,19 @@ Rules, their files and their function
                                 :func:`forest_plot_stage`
 ``figure_table1``               ``results/stats/table1.tsv`` -> ``results/figures/stats/table1`` (+ ``.tex``);
                                 :func:`table1_figure_stage`
+``figure_curves_attributes``    ``results/stats/curves.tsv``, ``curve_intervals.tsv`` ->
+                                ``results/figures/stats/curves_attributes``; :func:`curves_figure_stage`
+``figure_curves_latent``        the same and the model's latent bounds -> ``results/figures/latent/{model}/curves``;
+                                :func:`curves_figure_stage`
+``figure_roc``                  ``results/stats/{classification,classification_comparisons,roc}.tsv`` ->
+                                ``results/figures/stats/roc``; :func:`roc_figure_stage`
+``figure_agreement``            ``results/stats/agreement.tsv`` and the two sources' index tables ->
+                                ``results/figures/stats/agreement/{method}_vs_{reference}``; :func:`agreement_figure_stage`
+``figure_latent_modes``         ``results/stats/latent/{model}/decoded.{tsv,h5}`` ->
+                                ``results/figures/latent/{model}/modes``; :func:`latent_modes_stage`
+``figure_group_shapes``         the same -> ``results/figures/latent/{model}/group_means``; :func:`group_shapes_stage`
+``figure_group_direction``      the same -> ``results/figures/latent/{model}/group_direction``;
+                                :func:`group_direction_stage`
 ``figures``                     the target: every figure file of the configured study,
                                 :func:`figure_targets` (:mod:`echolatent.figures.targets`)
 
@@ -55,6 +68,8 @@ from echolatent.io.tables import write_table
 __all__ = ["cohort_flow_stage", "learning_curves_stage", "reconstruction_dice_stage", "model_comparison_stage",
            "interpolation_stage", "prior_samples_stage", "traversals_stage", "latent_pca_stage",
            "temporal_sequence_stage", "anatomy_validity_stage", "forest_plot_stage", "table1_figure_stage",
+           "curves_figure_stage", "roc_figure_stage", "agreement_figure_stage", "latent_modes_stage",
+           "group_shapes_stage", "group_direction_stage",
            "reference_geometry", "compared_groups", "figure_targets", "patient_dice", "corrected_criteria"]
 
 logger = logging.getLogger(__name__)
@@ -604,3 +619,135 @@ def table1_figure_stage(table1, patients, *, groups=(), out_png, out_pdf, out_te
         tmp.write_text(latex)
     logger.info(f"wrote {out_tex}")
     return latex
+
+
+# --------------------------------------------------------------------------- statistics: curves, ROC, agreement
+def _dim_labels(bounds) -> dict[str, str]:
+    """``mu_k`` -> the attribute AR-VAE dimension k regularises, from ``latent_bounds.tsv`` files."""
+    labels = {}
+    for path in bounds:
+        table = _read(path)
+        for dim, attribute in zip(table["dim"], _text(table["attribute"])):
+            if attribute:
+                labels[f"mu_{int(dim)}"] = str(attribute)
+    return labels
+
+
+def curves_figure_stage(curves, intervals, bounds=(), *, family: str, model: str = "", groups=(), out_png,
+                        out_pdf) -> pd.DataFrame:
+    """Group curves over the normalised cycle of one family (rules ``figure_curves_attributes``,
+    ``figure_curves_latent``): :func:`echolatent.figures.curves.phase_curves`.
+
+    ``curves``, ``intervals``: ``results/stats/curves.tsv`` and ``curve_intervals.tsv``; the rows
+    of ``family`` (and ``model``) are drawn. ``bounds``: the model's ``latent_bounds.tsv``
+    (AR-VAE dimensions named after their attribute). Returns the curve rows drawn.
+    """
+    from echolatent.figures.curves import phase_curves
+
+    def mine(table):
+        keep = table["family"].astype(str) == family
+        if model:
+            keep &= _text(table["model"]) == model
+        return table[keep]
+
+    rows, spans = mine(_read(curves)), mine(_read(intervals))
+    if rows.empty:
+        raise ValueError(f"{curves} has no curves of family {family!r}{f' model {model!r}' if model else ''}")
+    control_case = compared_groups(rows["group"], groups)
+    title = ("Shape attributes of the input masks" if family == "attributes" else
+             f"Latent means of model {model}" if model else f"{family} curves") + " over the normalised cycle"
+    _save(phase_curves(rows, spans, groups=control_case, title=title, dim_labels=_dim_labels(bounds)),
+          out_png, out_pdf)
+    logger.info(f"{family} {model}: {rows['outcome'].nunique()} outcomes x {rows['view'].nunique()} views, "
+                f"{len(spans)} significant intervals")
+    return rows
+
+
+def roc_figure_stage(classification, comparisons, roc, *, groups=(), out_png, out_pdf) -> None:
+    """ROC curves of latent codes, clinical baseline and both (rule ``figure_roc``):
+    :func:`echolatent.figures.classification.roc_curves`."""
+    from echolatent.figures.classification import roc_curves
+
+    table = _read(classification)
+    _save(roc_curves(table, _read(comparisons), _read(roc), groups=tuple(groups)), out_png, out_pdf)
+
+
+def agreement_figure_stage(agreement, method_values, reference_values, *, method: str, reference: str, out_png,
+                           out_pdf) -> pd.DataFrame:
+    """Identity and Bland-Altman plots of one method against one reference (rule ``figure_agreement``).
+
+    ``method_values``, ``reference_values``: the two sources' per-patient index tables
+    (``results/clinical/indices.tsv``, ``results/clinical/{reconstruction,temporal}/{model}/indices.tsv``
+    or the synthetic truth ``results/cohort/truth/patients.tsv``, whose LA volume is
+    ``la_volume_es_ml``); the bias and limits drawn are those of ``agreement.tsv``. Returns the
+    paired values drawn.
+    """
+    from echolatent.figures.agreement import agreement_plots, paired_values
+    from echolatent.stages.stats import AGREEMENT_INDICES, TRUTH_INDEX_COLUMNS
+
+    table = _read(agreement)
+    table = table[(table["method"].astype(str) == method) & (table["reference"].astype(str) == reference)]
+    values = paired_values(_read(method_values), _read(reference_values), AGREEMENT_INDICES,
+                           method_columns=TRUTH_INDEX_COLUMNS if method == "truth" else None,
+                           reference_columns=TRUTH_INDEX_COLUMNS if reference == "truth" else None)
+    _save(agreement_plots(values, table, method=method, reference=reference), out_png, out_pdf)
+    logger.info(f"{method} vs {reference}: {values.groupby('index').size().to_dict()} paired patients")
+    return values
+
+
+# --------------------------------------------------------------------------- statistics: decoded shapes
+def _decoded(table, h5) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """``decoded.tsv`` (rows in the order of the masks), the masks and their spacings (N, 2)."""
+    import h5py
+
+    rows = _read(table)
+    with h5py.File(h5, "r") as f:
+        masks = f["masks"][()]
+        spacing = np.asarray(f["masks"].attrs.get("spacing", [1.0, 1.0]), float)
+    if len(masks) != len(rows):
+        raise ValueError(f"{h5} has {len(masks)} masks for {len(rows)} rows of {table}")
+    if spacing.ndim == 1:
+        spacing = np.tile(spacing, (len(masks), 1))
+    if "code" in rows:
+        rows = rows.sort_values("code")
+    for column in ("group", "view", "phase", "kind"):
+        if column in rows:
+            rows[column] = _text(rows[column])
+    return rows.reset_index(drop=True), masks, spacing
+
+
+def _count_invalid(rows, kind) -> str:
+    part = rows[rows["kind"] == kind]
+    bad = part["anatomical_errors"].astype(str).str.lower().isin(["true", "1"]).sum() if "anatomical_errors" in part else 0
+    return f"{int(bad)} of {len(part)} {kind} decodings fail an anatomical criterion"
+
+
+def latent_modes_stage(table, h5, *, model: str = "", out_png, out_pdf) -> None:
+    """Decoded modes of variation (rule ``figure_latent_modes``): :func:`echolatent.figures.decoded.decoded_modes`."""
+    from echolatent.figures.decoded import decoded_modes
+
+    rows, masks, spacing = _decoded(table, h5)
+    _save(decoded_modes(masks, rows, spacing, model=model), out_png, out_pdf)
+    logger.info(_count_invalid(rows, "mode"))
+
+
+def group_shapes_stage(table, h5, *, model: str = "", groups=(), out_png, out_pdf) -> None:
+    """Decoded adjusted group-mean shapes, case over control (rule ``figure_group_shapes``)."""
+    from echolatent.figures.decoded import group_mean_shapes
+
+    rows, masks, spacing = _decoded(table, h5)
+    means = rows.loc[rows["kind"] == "group_mean", "group"]
+    _save(group_mean_shapes(masks, rows, spacing, groups=compared_groups(means, groups), model=model),
+          out_png, out_pdf)
+    logger.info(_count_invalid(rows, "group_mean"))
+
+
+def group_direction_stage(table, h5, *, model: str = "", groups=(), out_png, out_pdf) -> None:
+    """Decoded shapes along the group direction (rule ``figure_group_direction``)."""
+    from echolatent.figures.decoded import group_direction
+
+    rows, masks, spacing = _decoded(table, h5)
+    means = rows.loc[rows["kind"] == "group_mean", "group"]
+    control_case = compared_groups(means, groups) if len(means) else tuple(groups)
+    _save(group_direction(masks, rows, spacing, groups=control_case, model=model), out_png, out_pdf)
+    logger.info(_count_invalid(rows, "direction"))

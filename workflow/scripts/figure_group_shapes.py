@@ -1,0 +1,16 @@
+"""Rule figure_group_shapes: decoded adjusted group-mean shapes, case over control."""
+
+from echolatent.stages.logs import log_to
+
+log_to(snakemake.log[0])  # noqa: F821 (snakemake is injected)
+
+from echolatent.stages.figures import group_shapes_stage  # noqa: E402
+
+group_shapes_stage(
+    snakemake.input.table,
+    snakemake.input.h5,
+    model=snakemake.wildcards.model,
+    groups=snakemake.params.groups,
+    out_png=snakemake.output.png,
+    out_pdf=snakemake.output.pdf,
+)
