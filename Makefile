@@ -12,7 +12,7 @@ TORCH_INDEX ?=
 CORES ?= all
 BIN := $(VENV)/bin
 
-.PHONY: setup demo figures test clean-results
+.PHONY: setup demo figures readme-figures test clean-results
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ demo: setup
 # Every figure of the study redrawn from results/ (after `make demo`; trains nothing).
 figures: setup
 	$(BIN)/snakemake figures --cores $(CORES)
+
+# The README's example figures (docs/figures/), small copies of a default run's figures.
+readme-figures: figures
+	$(BIN)/python -m echolatent.figures.readme results/figures docs/figures
 
 test: setup
 	$(BIN)/python -m pytest -q

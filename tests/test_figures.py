@@ -725,3 +725,21 @@ def test_decoded_modes_group_means_and_direction(stats_tables, tmp_path, saved):
                  "fails an anatomical criterion"):
         assert part in text, part
     assert figure_text(fig).count("\u2715") == 2  # 4CH, step +2, ED and ES
+
+
+def test_readme_figures_are_small_copies_and_a_missing_figure_is_named(tmp_path):
+    from PIL import Image
+
+    from echolatent.figures.readme import readme_figures
+
+    source = tmp_path / "figures" / "stats"
+    source.mkdir(parents=True)
+    Image.new("RGB", (2000, 1000), (255, 255, 255)).save(source / "wide.png")
+    Image.new("RGB", (600, 300), (0, 114, 178)).save(source / "narrow.png")
+    written = readme_figures(tmp_path / "figures", tmp_path / "docs", width_px=900,
+                             figures={"stats/wide.png": "wide.png", "stats/narrow.png": "narrow.png"})
+    sizes = [Image.open(path).size for path in written]
+    assert sizes == [(900, 450), (600, 300)]  # aspect kept, never enlarged
+    assert Image.open(written[1]).convert("RGB").getpixel((10, 10)) == (0, 114, 178)
+    with pytest.raises(FileNotFoundError, match="gone.png"):
+        readme_figures(tmp_path / "figures", tmp_path / "docs", figures={"stats/gone.png": "gone.png"})
