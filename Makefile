@@ -12,7 +12,7 @@ TORCH_INDEX ?=
 CORES ?= all
 BIN := $(VENV)/bin
 
-.PHONY: setup demo figures readme-figures test clean-results
+.PHONY: setup demo figures readme-figures browser test clean-results
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,16 @@ figures: setup
 readme-figures: figures
 	$(BIN)/python -m echolatent.figures.readme results/figures docs/figures
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
+
+# Headless Chromium, for the test that opens the HTML report; where it cannot be installed
+# (no apt-get, not root, offline) that test is skipped with the reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || \
+	  ( command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium ) || \
+	  echo "headless Chromium not installed: the report test will be skipped"
 
 clean-results:
 	rm -rf results logs

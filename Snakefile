@@ -54,4 +54,5 @@ rule all:
         [temporal_paths.latent_outputs(model, SHARDS) for model in MODELS],
         [temporal_paths.temporal_outputs(model, TEMPORAL, SYNTHETIC, SHARDS) for model in TEMPORAL_MODELS],
         stats_outputs(),
+        rules.figures.input,  # every figure of the configured study, so the report holds them
     default_target: True

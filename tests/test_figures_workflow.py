@@ -1,8 +1,11 @@
-"""`snakemake figures` after a finished tiny run: it plans figures only, and draws every one (real Snakemake runs)."""
+"""`snakemake figures` after a finished tiny run: it plans figures only, draws every one, and the HTML
+report holds them (real Snakemake runs; the report is opened in headless Chromium where it is installed)."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 
 import pytest
 import yaml
@@ -41,6 +44,8 @@ def run(tmp_path_factory):
 
 
 def test_figures_plan_no_training_encoding_or_correction(run):
+    assert (run / "results/figures/cohort/flow.png").is_file()  # the default target draws them
+    shutil.rmtree(run / "results/figures")  # redrawn from results/ alone
     dry = snakemake("figures", "-n", "--directory", str(run), *CONFIGS)
     jobs = planned_jobs(dry.stdout)
     assert not [rule for rule in EXPENSIVE if rule in jobs], jobs
@@ -67,3 +72,27 @@ def test_figures_draws_every_figure_of_the_study(run):
     # nothing left to do: a second run plans nothing
     again = snakemake("figures", "-n", "--directory", str(run), *CONFIGS)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_report_holds_the_figures_and_loads_in_a_browser(run, tmp_path):
+    snakemake("figures", "--cores", "2", "--directory", str(run), *CONFIGS)  # the figures exist
+    report = run / "results/report.html"
+    snakemake("--report", str(report), "--directory", str(run), *CONFIGS)
+    html = report.read_text(errors="replace")
+    assert len(html) > 100_000
+    for name in ("flow.png", "traversals.png", "forest_clinical.png", "curves_attributes.png"):
+        assert name in html, name
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium; `make test` tries)")
+    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000"]
+    dom = subprocess.run([*common, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=180)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "Uncaught" not in dom.stderr, dom.stderr[-2000:]
+    # the report's own script builds the page: its categories name the figures' stages
+    assert "Population statistics" in dom.stdout, dom.stdout[:2000]
+    shot = tmp_path / "report.png"
+    subprocess.run([*common, "--window-size=1280,1600", f"--screenshot={shot}", report.as_uri()],
+                   capture_output=True, text=True, timeout=180, check=True)
+    grey = imread(shot)[..., :3].mean(axis=-1)
+    assert grey.shape == (1600, 1280) and grey.std() > 0.02  # a rendered page, not a blank one

@@ -333,7 +333,7 @@ rule figure_forest:
         png=report(
             "results/figures/stats/forest_{family}.png",
             caption="../report/figures/forest.rst",
-            category="Statistics",
+            category="Population statistics",
             subcategory="group effects",
             labels={"family": "{family}", "figure": "forest plot"},
         ),
@@ -364,7 +364,7 @@ rule figure_table1:
         png=report(
             "results/figures/stats/table1.png",
             caption="../report/figures/table1.rst",
-            category="Statistics",
+            category="Population statistics",
             subcategory="Table 1",
             labels={"family": "cohort", "figure": "Table 1"},
         ),
@@ -393,7 +393,7 @@ rule figure_curves_attributes:
         png=report(
             "results/figures/stats/curves_attributes.png",
             caption="../report/figures/curves_attributes.rst",
-            category="Statistics",
+            category="Population statistics",
             subcategory="curves over the cycle",
             labels={"family": "attributes", "figure": "curves over the cycle"},
         ),
@@ -454,7 +454,7 @@ rule figure_roc:
         png=report(
             "results/figures/stats/roc.png",
             caption="../report/figures/roc.rst",
-            category="Statistics",
+            category="Population statistics",
             subcategory="classification",
             labels={"family": "classification", "figure": "ROC curves"},
         ),
@@ -483,7 +483,7 @@ rule figure_agreement:
         png=report(
             "results/figures/stats/agreement/{method}_vs_{reference}.png",
             caption="../report/figures/agreement.rst",
-            category="Statistics",
+            category="Population statistics",
             subcategory="agreement",
             labels={"family": "{method} vs {reference}", "figure": "Bland-Altman"},
         ),
