@@ -255,9 +255,9 @@ def agreement_inputs(wildcards):
 
 
 def stats_outputs():
-    """The statistics tables in rule all: the agreement always; the group comparisons when the compared
-    groups are known at parse time (a synthetic cohort, or population.groups set); a CAMUS or sheet
-    cohort asks for those by name otherwise."""
+    """The statistics tables of the default target. The agreement always; the group comparisons when
+    the compared groups are known at parse time (a synthetic cohort, or population.groups set); a
+    CAMUS or sheet cohort asks for those by name otherwise."""
     outputs = ["results/stats/agreement.tsv"]  # needs no groups
     if not (SYNTHETIC or POPULATION["groups"]):
         return outputs
