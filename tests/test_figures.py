@@ -743,3 +743,19 @@ def test_readme_figures_are_small_copies_and_a_missing_figure_is_named(tmp_path)
     assert Image.open(written[1]).convert("RGB").getpixel((10, 10)) == (0, 114, 178)
     with pytest.raises(FileNotFoundError, match="gone.png"):
         readme_figures(tmp_path / "figures", tmp_path / "docs", figures={"stats/gone.png": "gone.png"})
+
+
+def test_agreement_figure_shows_an_index_without_paired_patients():
+    """Defect: a source with no measurable index (blank reconstructions of an untrained model) stopped the
+    figure with an error; the index's panels now say n = 0 and the others are drawn."""
+    from echolatent.figures.agreement import agreement_plots
+
+    values = pd.DataFrame({"patient_id": ["P1", "P2", "P3"], "index": "ef_pct",
+                           "method": [60.0, 55.0, 70.0], "reference": [61.0, 54.0, 69.0]})
+    statistics = pd.DataFrame({"split": "all", "index": ["ef_pct", "edv_ml"], "n": [3, 0],
+                               "bias": [1 / 3, np.nan], "loa_low": [-1.9, np.nan], "loa_high": [2.5, np.nan],
+                               "icc_2_1": [0.98, np.nan], "ccc": [0.97, np.nan]})
+    fig = agreement_plots(values, statistics, method="reconstruction.m", reference="input")
+    text = words(fig)
+    assert "no patient with EDV on both sides (n = 0)" in text and "bias +0.33" in text
+    assert len(fig.axes) == 4  # two rows (EF, EDV), identity and Bland-Altman each

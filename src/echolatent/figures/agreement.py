@@ -74,9 +74,11 @@ def agreement_plots(values: pd.DataFrame, statistics: pd.DataFrame, *, method: s
     """
     stats = statistics[statistics["split"].astype(str) == "all"] if "split" in statistics else statistics
     stats = stats.set_index("index")
-    indices = [i for i in dict.fromkeys(values["index"]) if i in stats.index] or list(dict.fromkeys(values["index"]))
+    # every index of the table, paired values or not: a source with no measurable index (e.g. the
+    # blank reconstructions of an untrained model) is shown as such, not left out
+    indices = list(dict.fromkeys([*stats.index, *values["index"]]))
     if not indices:
-        raise ValueError(f"no paired values of {method} and {reference}")
+        raise ValueError(f"no index of {method} and {reference} in the agreement table or the values")
     fig = new_figure(PAGE, 1.75 * len(indices) + 0.5)
     axes = fig.subplots(len(indices), 2, squeeze=False, gridspec_kw={"width_ratios": [1, 1.5]})
     m_name, r_name = source_label(method), source_label(reference)
@@ -85,6 +87,17 @@ def agreement_plots(values: pd.DataFrame, statistics: pd.DataFrame, *, method: s
         rows = values[values["index"] == index]
         x, y = rows["reference"].to_numpy(float), rows["method"].to_numpy(float)
         name, units = quantity(index), unit(index)
+        keep = np.isfinite(x) & np.isfinite(y)
+        x, y = x[keep], y[keep]
+        if not len(x):
+            for ax, label in ((ax_id, f"{name} ({units})"), (ax_ba, f"Δ {name} ({units})")):
+                ax.text(0.5, 0.5, f"no patient with {name}\non both sides (n = 0)", transform=ax.transAxes,
+                        ha="center", va="center", fontsize=6.5)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_ylabel(label)
+            ax_ba.set_title(f"{name}: {m_name} − {r_name}", fontsize=7)
+            continue
         # identity
         low, high = np.nanmin([x.min(), y.min()]), np.nanmax([x.max(), y.max()])
         pad = 0.05 * (high - low or 1.0)
