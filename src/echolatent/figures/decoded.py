@@ -59,14 +59,19 @@ def _shape(ax, mask, spacing, window, invalid: bool, bar: bool):
         mark_invalid(ax)
 
 
+def _decoded(table: pd.DataFrame, kind: str, what: str):
+    """The rows of one kind of code (their index = their row in ``masks``) and every row's invalid flag."""
+    table = table.reset_index(drop=True)
+    rows = table[table["kind"] == kind]
+    if rows.empty:
+        raise ValueError(f"no decoded {what}")
+    return rows, _invalid(table)
+
+
 @styled
 def decoded_modes(masks: np.ndarray, table: pd.DataFrame, spacing, *, model: str = ""):
     """Modes of variation: per view a block of rows (phase, component) x columns (sd)."""
-    table = table.reset_index(drop=True)
-    modes = table[table["kind"] == "mode"]
-    if modes.empty:
-        raise ValueError("no decoded modes")
-    invalid = _invalid(table)
+    modes, invalid = _decoded(table, "mode", "modes")
     views = sorted(modes["view"].astype(str).unique())
     sds = sorted(modes["sd"].astype(float).unique())
     keys = [(p, int(c)) for p in _phase_order(modes["phase"]) for c in sorted(modes["component"].astype(float).unique())]
@@ -103,11 +108,7 @@ def decoded_modes(masks: np.ndarray, table: pd.DataFrame, spacing, *, model: str
 @styled
 def group_mean_shapes(masks: np.ndarray, table: pd.DataFrame, spacing, *, groups=(), model: str = ""):
     """The case group's adjusted mean shape over the control group's, per view (columns) and phase (rows)."""
-    table = table.reset_index(drop=True)
-    means = table[table["kind"] == "group_mean"]
-    if means.empty:
-        raise ValueError("no decoded group means")
-    invalid = _invalid(table)
+    means, invalid = _decoded(table, "group_mean", "group means")
     names = [str(g) for g in groups] or sorted(means["group"].astype(str).unique())
     names += sorted(set(means["group"].astype(str)) - set(names))
     colours = group_colours(names)
@@ -147,11 +148,7 @@ def group_mean_shapes(masks: np.ndarray, table: pd.DataFrame, spacing, *, groups
 @styled
 def group_direction(masks: np.ndarray, table: pd.DataFrame, spacing, *, groups=(), model: str = ""):
     """Shapes along the group direction: rows = (view, phase), columns = steps (0 control mean, 1 case mean)."""
-    table = table.reset_index(drop=True)
-    steps_table = table[table["kind"] == "direction"]
-    if steps_table.empty:
-        raise ValueError("no decoded group direction")
-    invalid = _invalid(table)
+    steps_table, invalid = _decoded(table, "direction", "group direction")
     steps = sorted(steps_table["step"].astype(float).unique())
     keys = [(v, p) for v in sorted(steps_table["view"].astype(str).unique()) for p in _phase_order(steps_table["phase"])]
     sp = _spacing(spacing, steps_table.index)
