@@ -6,6 +6,7 @@
 #
 # Stages exchange data only through the documented files under results/ (see README.md).
 
+import re
 from pathlib import Path
 
 from snakemake.utils import min_version
@@ -33,7 +34,7 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     shard=r"\d+",
-    source="|".join(mask_sources()),
+    source="|".join(re.escape(source) for source in mask_sources()),
     model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
@@ -42,6 +43,7 @@ include: "workflow/rules/anatomy.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/temporal.smk"
 include: "workflow/rules/encode.smk"
+include: "workflow/rules/guarantees.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/figures.smk"
 
@@ -53,6 +55,7 @@ rule all:
         model_outputs(),
         [temporal_paths.latent_outputs(model, SHARDS) for model in MODELS],
         [temporal_paths.temporal_outputs(model, TEMPORAL, SYNTHETIC, SHARDS) for model in TEMPORAL_MODELS],
+        guarantee_outputs(),
         stats_outputs(),
         rules.figures.input,  # every figure of the configured study, so the report holds them
     default_target: True

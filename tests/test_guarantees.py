@@ -17,7 +17,8 @@ from scipy.special import logsumexp
 
 from conftest import KnownModel, render
 from echolatent.guarantees import (correct_frames, densify, fit_gaussian, fit_kde, log_bound, nearest_codes,
-                                   rejection_sample, valid_maps)
+                                   rejection_sample, sample_kde, valid_maps)
+from echolatent.guarantees.densify import KernelDensity
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -91,6 +92,47 @@ def test_rejection_sampler_is_seeded_and_batch_sized_consistently():
     b = rejection_sample(mixture_logpdf, PROPOSAL_MEAN, PROPOSAL_COV, 300, np.random.default_rng(3), 2.5)
     np.testing.assert_array_equal(a.samples, b.samples)
     assert a.n_proposed == b.n_proposed and len(a.samples) == 300
+
+
+def test_kde_sampler_reproduces_its_mixture_exactly():
+    # a KDE of 5 points with kernel sd (0.5, 0.8): an equal-weight Gaussian mixture, CDFs exact
+    points = np.array([[-2.0, 0.0], [-2.0, 0.5], [1.5, 1.5], [1.0, -2.0], [0.0, 3.0]])
+    sd = np.array([0.5, 0.8])
+    kde = KernelDensity(points, np.diag(sd))
+    samples = sample_kde(kde, 20000, np.random.default_rng(11), batch_size=3000)
+    assert samples.shape == (20000, 2)
+
+    def cdf(x, axis):
+        return stats.norm.cdf(np.asarray(x)[..., None], points[:, axis], sd[axis]).mean(-1)
+
+    for axis in (0, 1):
+        p = stats.kstest(samples[:, axis], lambda x: cdf(x, axis)).pvalue
+        assert p > 0.01, f"KS on marginal {axis}: p = {p:.3g}"
+    edges = np.array([-np.inf, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5, np.inf])
+    cx = stats.norm.cdf(edges[:, None], points[:, 0], sd[0])
+    cy = stats.norm.cdf(edges[:, None], points[:, 1], sd[1])
+    cells = np.einsum("ik,jk->ij", np.diff(cx, axis=0), np.diff(cy, axis=0)) / len(points)
+    counts, _, _ = np.histogram2d(samples[:, 0], samples[:, 1], bins=[edges, edges])
+    expected = cells * len(samples)
+    use = expected >= 5
+    chi2 = stats.chisquare(counts[use], expected[use] * counts[use].sum() / expected[use].sum())
+    assert chi2.pvalue > 0.01, f"chi-square p = {chi2.pvalue:.3g}"
+    # the same seed and batching give the same draws
+    np.testing.assert_array_equal(samples, sample_kde(kde, 20000, np.random.default_rng(11), batch_size=3000))
+    # power: the kernel noise left out (points only) fails the KS test
+    assert stats.kstest(points[np.random.default_rng(0).integers(0, 5, 20000), 0],
+                        lambda x: cdf(x, 0)).pvalue < 1e-6
+
+
+def test_densify_with_the_exact_kde_sampler_accepts_everything(model):
+    rng = np.random.default_rng(0)
+    train = np.column_stack([rng.normal(0.9, 0.25, 120), rng.normal(0.0, 0.1, 120)])
+    out = densify(model, train, 300, np.random.default_rng(1), spacing=SPACING, batch_size=128)
+    assert out.n_sampled == 300 and out.acceptance_rate == 1.0
+    drawn = sample_kde(fit_kde(train), 300, np.random.default_rng(1))
+    np.testing.assert_array_equal(out.codes, drawn[is_valid(drawn[:, 0])])
+    with pytest.raises(ValueError, match="sampler"):
+        densify(model, train, 10, np.random.default_rng(1), spacing=SPACING, sampler="metropolis")
 
 
 def test_kde_and_gaussian_densities_match_scipy():
@@ -227,9 +269,9 @@ def test_all_valid_frames_are_returned_unchanged(model):
 def test_densify_keeps_exactly_the_codes_that_decode_valid(model):
     rng = np.random.default_rng(0)
     train = np.column_stack([rng.normal(0.9, 0.25, 120), rng.normal(0.0, 0.1, 120)])
-    out = densify(model, train, 300, np.random.default_rng(1), spacing=SPACING, batch_size=128)
+    out = densify(model, train, 300, np.random.default_rng(1), spacing=SPACING, batch_size=128, sampler="rejection")
     assert out.n_sampled == 300
-    assert 0 < out.acceptance_rate <= 1 and 0 < out.validity_rate < 1
+    assert 0 < out.acceptance_rate < 1 and 0 < out.validity_rate < 1
     assert len(out.codes) == round(out.validity_rate * 300)
     assert is_valid(out.codes[:, 0]).all()
     # the kept codes are exactly the valid ones among the samples: redraw them with the same seed and check
@@ -241,5 +283,91 @@ def test_densify_keeps_exactly_the_codes_that_decode_valid(model):
     assert out.acceptance_rate == pytest.approx(np.exp(-out.log_m), rel=0.5)
     np.testing.assert_array_equal(out.codes, drawn.samples[is_valid(drawn.samples[:, 0])])
     # a different batching of the decode/check step keeps the same codes (the sampler's stream is unchanged)
-    again = densify(model, train, 300, np.random.default_rng(1), spacing=SPACING, batch_size=300)
+    again = densify(model, train, 300, np.random.default_rng(1), spacing=SPACING, batch_size=300, sampler="rejection")
     np.testing.assert_array_equal(out.codes, again.codes)
+
+
+# ----------------------------------------------------------------------------- image-space refinement
+def test_the_shape_path_starts_and_ends_exactly_at_its_two_maps():
+    from echolatent.guarantees.refine import blend_label_maps, signed_distances
+
+    a, b = render(0.8), render(1.2)
+    a[10:14, 20:24] = 0  # a hole: shapes need not be nice
+    d_a = signed_distances(a, (1, 2, 3))[None]
+    d_b = signed_distances(b, (1, 2, 3))[None]
+    np.testing.assert_array_equal(blend_label_maps(d_a, d_b, [0.0], (1, 2, 3))[0], a)
+    np.testing.assert_array_equal(blend_label_maps(d_a, d_b, [1.0], (1, 2, 3))[0], b)
+    # halfway, the LV area lies between the two (boundaries move continuously)
+    mid = blend_label_maps(d_a, d_b, [0.5], (1, 2, 3))[0]
+    assert (a == 1).sum() < (mid == 1).sum() < (b == 1).sum()
+
+
+def test_refinement_stops_at_the_first_valid_shape_on_the_path():
+    from echolatent.guarantees.refine import blend_label_maps, refine_toward, signed_distances
+
+    original = np.stack([render(0.35), render(0.4)])
+    target = np.stack([render(0.9), render(0.9)])
+    n_bis = 8
+    maps, lam = refine_toward(original, target, np.ones((2, 2)), lambda m, rows: valid_maps(m, SPACING),
+                              n_bisections=n_bis)
+    assert valid_maps(maps, SPACING).all()
+    assert (0 < lam).all() and (lam < 1).all()
+    for i in range(2):
+        d_a, d_b = signed_distances(original[i], (1, 2, 3))[None], signed_distances(target[i], (1, 2, 3))[None]
+        np.testing.assert_array_equal(maps[i], blend_label_maps(d_a, d_b, [lam[i]], (1, 2, 3))[0])
+        before = blend_label_maps(d_a, d_b, [lam[i] - 2.0 ** -n_bis], (1, 2, 3))
+        assert not valid_maps(before, SPACING)[0]
+    # closer to the original than the target is (the point of refining)
+    dice_refined = [np.mean(dice_of(maps[i], original[i])) for i in range(2)]
+    dice_target = [np.mean(dice_of(target[i], original[i])) for i in range(2)]
+    assert all(r > t for r, t in zip(dice_refined, dice_target))
+
+
+def dice_of(a, b):
+    return [2 * ((a == k) & (b == k)).sum() / ((a == k).sum() + (b == k).sum()) for k in (1, 2, 3)]
+
+
+def test_correct_frames_refines_in_image_space_on_request(model):
+    scales = [1.0, 0.35]
+    masks = np.stack([render(s) for s in scales])
+    codes = np.array([[s, 0.0] for s in scales])
+    plain = correct_frames(model, masks, SPACING, np.array([[0.8, 0.0]]), codes=codes)
+    refined = correct_frames(model, masks, SPACING, np.array([[0.8, 0.0]]), codes=codes, refine="image")
+    assert plain.lam[1] == 1.0 and 0 < refined.lam[1] <= 1 and np.isnan(refined.lam[0])
+    assert refined.masks[0].tobytes() == masks[0].tobytes()
+    assert valid_maps(refined.masks[1:], SPACING)[0]
+    assert np.mean(dice_of(refined.masks[1], masks[1])) >= np.mean(dice_of(plain.masks[1], masks[1]))
+
+
+def test_component_reversion_changes_only_what_validity_needs():
+    from echolatent.guarantees.refine import revert_components
+
+    clean = render(1.0)
+    original = clean.copy()
+    original[18:22, 22:26] = 0  # a hole in the LV (criterion: holes in the LV); 16 pixels
+    assert (clean[18:22, 22:26] == 1).all() and not valid_maps(original[None], SPACING)[0]
+    correction = render(1.04)  # valid, but every boundary moved a little too
+    assert valid_maps(correction[None], SPACING)[0]
+    maps, kept = revert_components(original[None], correction[None], lambda m, rows: valid_maps(m, SPACING))
+    expected = original.copy()
+    expected[18:22, 22:26] = correction[18:22, 22:26]  # the filled hole is the one change validity needs
+    np.testing.assert_array_equal(maps[0], expected)
+    assert kept[0] == pytest.approx(16 / (original != correction).sum())
+    # nothing to give back when the correction changed only what was needed
+    same, kept_all = revert_components(original[None], expected[None], lambda m, rows: valid_maps(m, SPACING))
+    np.testing.assert_array_equal(same[0], expected)
+    assert kept_all[0] == 1.0
+
+
+def test_a_stored_code_invalid_on_the_frame_grid_is_passed_over_for_the_next(model):
+    # the first stored code (0.38) was wrongly kept: it decodes to an invalid heart; 0.8 is the next nearest
+    assert not is_valid([0.38])[0] and is_valid([0.8])[0]
+    masks = np.stack([render(0.35)])
+    stored = np.array([[0.38, 0.0], [0.8, 0.0], [1.4, 0.0]])
+    result = correct_frames(model, masks, SPACING, stored, codes=np.array([[0.35, 0.0]]))
+    assert result.status.tolist() == ["corrected"] and result.nearest_index[0] == 1
+    assert result.nearest_distance[0] == pytest.approx(0.45)
+    assert valid_maps(result.masks, SPACING)[0]
+    # with one candidate allowed, the frame is reported, never silently kept as corrected
+    once = correct_frames(model, masks, SPACING, stored, codes=np.array([[0.35, 0.0]]), max_candidates=1)
+    assert once.status.tolist() == ["uncorrectable"] and once.masks[0].tobytes() == masks[0].tobytes()

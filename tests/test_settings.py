@@ -119,7 +119,7 @@ def test_unconfigured_model_is_refused_naming_the_configured_ones(tmp_path):
                              str(REPO / "config/config.yaml")], capture_output=True, text=True)
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "model 'not_configured' is not configured" in output and "['arvae']" in output
+    assert "model 'not_configured' is not configured" in output and "['arvae', 'cvae']" in output
 
 
 def test_schema_file_is_the_workflow_schema():

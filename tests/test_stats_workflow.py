@@ -124,10 +124,10 @@ def test_tiny_study_writes_every_statistics_table(tmp_path):
 
     targets = ["results/stats/curves.tsv", "results/stats/classification.tsv", "results/stats/agreement.tsv",
                "results/stats/latent/tiny/decoded.tsv"]
-    # config.yaml's arvae stays in the study (configs merge): made as tiny, it makes a two-model study
+    # config.yaml's arvae and cvae stay in the study (configs merge): made as tiny, they make a three-model study
+    tiny = {"training": {"device": "cpu", "epochs": 2, "batch_size": 32, "model": {"blocks": 2, "init_channels": 8}}}
     models = tmp_path / "models.yaml"
-    models.write_text(yaml.safe_dump({"models": {"arvae": {"training": {
-        "device": "cpu", "epochs": 2, "batch_size": 32, "model": {"blocks": 2, "init_channels": 8}}}}}))
+    models.write_text(yaml.safe_dump({"models": {"arvae": tiny, "cvae": tiny}}))
     snakemake(*targets, "--cores", "2", "--directory", str(tmp_path), *configs(tmp_path), str(models))
     stats = tmp_path / "results/stats"
 
@@ -137,16 +137,16 @@ def test_tiny_study_writes_every_statistics_table(tmp_path):
     curves, tests = read("curves.tsv"), read("curve_tests.tsv")
     assert list(curves.columns) == CURVE_COLUMNS and list(tests.columns) == TEST_COLUMNS
     assert set(curves["family"]) == {"attributes", "latent"}
-    assert set(curves.loc[curves["family"] == "latent", "model"]) == {"arvae", "tiny"}
+    assert set(curves.loc[curves["family"] == "latent", "model"]) == {"arvae", "cvae", "tiny"}
     assert (tests["n_permutations"] == 99).all()  # the .test config's population.n_permutations
     classification = read("classification.tsv")
     assert list(classification.columns) == CLASSIFICATION_COLUMNS
-    assert list(classification["features"]) == ["clinical", "latent.arvae", "clinical+latent.arvae", "latent.tiny",
-                                                "clinical+latent.tiny"]
+    assert list(classification["features"]) == ["clinical", "latent.arvae", "clinical+latent.arvae", "latent.cvae",
+                                                "clinical+latent.cvae", "latent.tiny", "clinical+latent.tiny"]
     agreement = read("agreement.tsv")
     assert list(agreement.columns) == AGREEMENT_COLUMNS
-    assert set(agreement["method"]) == {"input", "reconstruction.arvae", "temporal.arvae", "reconstruction.tiny",
-                                        "temporal.tiny"}
+    assert set(agreement["method"]) == {"input", "reconstruction.arvae", "temporal.arvae", "reconstruction.cvae",
+                                        "reconstruction.tiny", "temporal.tiny"}
     assert set(agreement["reference"]) == {"input", "truth"}
     codes, decoded = read("latent/tiny/codes.tsv"), read("latent/tiny/decoded.tsv")
     assert len(decoded) == len(codes) and set(decoded["kind"]) == {"mode", "group_mean", "direction"}

@@ -45,6 +45,15 @@ MODELS = study_models(config)
 #: Models the temporal stage corrects with: the AR-VAEs (their regularised dims carry the constraint).
 TEMPORAL_MODELS = [name for name, entry in MODELS.items() if entry["kind"] == "ar-vae"]
 
+# The post-processing chain: temporal and anatomical corrections in the configured order, each
+# reading the masks of the step before it (echolatent.postprocess).
+from echolatent import postprocess as guarantee_paths
+
+GUARANTEES = config["guarantees"]
+CHAIN = guarantee_paths.postprocess_chain(GUARANTEES, MODELS, TEMPORAL_MODELS)
+#: The model of the anatomical guarantees ("" when the stage is off).
+GUARANTEE_MODEL = GUARANTEES["model"]
+
 # Idle OpenMP threads of torch sleep instead of spinning (on a small shared CPU, spinning made
 # training up to 10x slower); the jobs inherit this environment. Set it yourself to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -157,12 +166,14 @@ def cohort_outputs():
 
 
 def mask_sources():
-    """Mask sources measured by the anatomy stage (truth only for synthetic cohorts)."""
-    return ["input", "truth"] if SYNTHETIC else ["input"]
+    """Mask sources measured by the anatomy stage: the input, the truth (synthetic cohorts) and the
+    masks of each post-processing step ("temporal/{model}", "guaranteed/{model}")."""
+    sources = ["input", "truth"] if SYNTHETIC else ["input"]
+    return sources + [f"{kind}/{model}" for kind, model in CHAIN]
 
 
 #: A model's mask shards measured by the clinical stage: masks name -> results folder.
-MODEL_MASK_FOLDERS = {"reconstruction": "latents", "temporal": "temporal"}
+MODEL_MASK_FOLDERS = {"reconstruction": "latents", "temporal": "temporal", "guaranteed": "guarantees"}
 
 
 def mask_source_inputs(wildcards):
@@ -172,7 +183,23 @@ def mask_source_inputs(wildcards):
         return {"masks": cohort_shard}
     if wildcards.source == "truth":
         return {"masks": f"results/cohort/truth/shard-{wildcards.shard}.h5", "cohort_shard": cohort_shard}
+    kind, _, model = wildcards.source.partition("/")
+    if (kind, model) in CHAIN:
+        return {"masks": guarantee_paths.mask_source_shard(kind, model, wildcards.shard)}
     raise ValueError(f"unknown mask source {wildcards.source!r}")
+
+
+def analysis_masks():
+    """The masks the statistics describe (population.masks): ("input", None), or the final step of
+    the post-processing chain as (source, clinical indices file)."""
+    if POPULATION["masks"] == "input":
+        return "input", "results/clinical/indices.tsv"
+    final = guarantee_paths.final_masks(CHAIN)
+    if final is None:
+        raise ValueError("config: population.masks is final, but no post-processing runs (guarantees.postprocess "
+                         "with an AR-VAE for temporal, guarantees.model for anatomical)")
+    kind, model = final
+    return f"{kind}/{model}", f"results/clinical/{kind}/{model}/indices.tsv"
 
 
 def anatomy_outputs():
@@ -214,12 +241,13 @@ def population_groups():
 
 def stats_inputs(wildcards):
     """What the analysis table reads: no model output unless population.families names latent."""
+    source, clinical = analysis_masks()
     inputs = {
         "patients": "results/cohort/patients.tsv",
         "sequences": "results/cohort/sequences.tsv",
-        "clinical": "results/clinical/indices.tsv",
-        "attributes": expand("results/attributes/input/shard-{shard}.parquet", shard=SHARDS),
-        "anatomy": expand("results/anatomy/input/shard-{shard}.parquet", shard=SHARDS),
+        "clinical": clinical,
+        "attributes": expand("results/attributes/{source}/shard-{shard}.parquet", source=source, shard=SHARDS),
+        "anatomy": expand("results/anatomy/{source}/shard-{shard}.parquet", source=source, shard=SHARDS),
     }
     if "latent" in POPULATION["families"]:
         inputs["latents"] = expand("results/latents/{model}/shard-{shard}.parquet", model=list(MODELS), shard=SHARDS)
@@ -235,7 +263,8 @@ def curves_inputs(wildcards):
     inputs = {
         "table": "results/stats/patients.tsv",
         "sequences": "results/cohort/sequences.tsv",
-        "attributes": expand("results/attributes/input/shard-{shard}.parquet", shard=SHARDS),
+        "attributes": expand("results/attributes/{source}/shard-{shard}.parquet", source=analysis_masks()[0],
+                             shard=SHARDS),
     }
     if "latent" in POPULATION["families"]:
         inputs["latents"] = expand("results/latents/{model}/shard-{shard}.parquet", model=list(MODELS), shard=SHARDS)

@@ -94,6 +94,8 @@ rule temporal_correction:
     input:
         unpack(
             lambda wildcards: temporal_paths.correction_inputs(wildcards.model, wildcards.shard, TEMPORAL, SYNTHETIC)
+            # the masks corrected: the cohort's, or the anatomically corrected ones (guarantees.postprocess)
+            | {"shard": guarantee_paths.temporal_input(CHAIN, wildcards.model, wildcards.shard)}
         ),
     output:
         table="results/temporal/{model}/shard-{shard}.tsv",
@@ -134,7 +136,7 @@ rule export_temporal_nifti:
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/export_temporal_nifti.py"
+        "../scripts/export_nifti.py"
 
 
 rule temporal_summary:

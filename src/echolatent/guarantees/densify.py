@@ -20,6 +20,14 @@ The steps, each a pure function:
     the standard rejection sampler: draw ``z ~ Q`` and accept it with probability
     ``P(z) / (M Q(z))``; batched, seeded by a numpy ``Generator``. Independent of any
     model so that it can be checked on a known density.
+:func:`sample_kde`
+    exact draws from the same target P without rejection: a KDE is a Gaussian mixture, so a
+    draw is a training code picked at random plus kernel noise (acceptance 1). This is the
+    default of :func:`densify` (``sampler="kde"``): on a trained model the KDE of a few
+    thousand codes in 16 dimensions is so peaked against the Gaussian proposal that the
+    envelope ``M = max P / Q`` accepts about 1 proposal in 10^16 (measured in
+    ``benchmarks/README.md``), and a lowered envelope (``bound_quantile``) samples
+    ``min(P, M Q)`` instead of P. ``sampler="rejection"`` keeps the paper's sampler.
 :func:`valid_maps`
     the 12 criteria (:func:`~echolatent.shape.criteria.anatomical_metrics`) on a batch of
     label maps -> one bool per map.
@@ -40,9 +48,13 @@ from echolatent.models.inference import decode_masks, knows_atrium
 from echolatent.shape.criteria import anatomical_metrics, criteria_validity
 
 __all__ = ["GaussianDensity", "KernelDensity", "fit_gaussian", "fit_kde", "log_bound", "rejection_sample",
-           "RejectionResult", "valid_maps", "model_labels", "Densified", "densify"]
+           "sample_kde", "SAMPLERS", "RejectionResult", "valid_maps", "model_labels", "Densified", "densify"]
 
 LOG_2PI = np.log(2.0 * np.pi)
+
+#: How :func:`densify` draws codes from the KDE target: exactly (``kde``) or by the TMI 2020
+#: rejection sampler from a Gaussian proposal (``rejection``).
+SAMPLERS = ("kde", "rejection")
 
 
 def _cholesky(cov: np.ndarray) -> np.ndarray:
@@ -222,6 +234,26 @@ def rejection_sample(log_target: Callable[[np.ndarray], np.ndarray], proposal_me
     return RejectionResult(samples, n_proposed, n_over)
 
 
+def sample_kde(density: KernelDensity, n: int, rng: np.random.Generator, *, batch_size: int = 65536) -> np.ndarray:
+    """``n`` exact draws (n, D) from a Gaussian KDE: a stored point at random plus kernel noise.
+
+    A KDE is the mixture ``mean_i N(point_i, L L^T)``, so picking ``i`` uniformly and adding
+    ``L e`` with ``e ~ N(0, I)`` samples it exactly; no envelope, no rejection. Batched in
+    ``batch_size`` draws (first the ``batch_size`` indices, then their noise), so the draws for a
+    given ``rng`` depend on ``batch_size`` but not on anything else.
+    """
+    points = np.asarray(density.points, dtype=np.float64)
+    if int(n) < 0:
+        raise ValueError(f"n must be >= 0, got {n!r}")
+    chol = np.asarray(density.kernel_chol, dtype=np.float64)
+    parts = []
+    for start in range(0, int(n), int(batch_size)):
+        size = min(int(batch_size), int(n) - start)
+        index = rng.integers(0, len(points), size)
+        parts.append(points[index] + rng.standard_normal((size, points.shape[1])) @ chol.T)
+    return np.concatenate(parts) if parts else np.zeros((0, points.shape[1]))
+
+
 def model_labels(model) -> tuple[int, ...]:
     """The label set a model's decodings are checked on: (LV, MYO, LA), or (LV, MYO) without an atrium class."""
     return (LV, MYO, LA) if knows_atrium(model) else (LV, MYO)
@@ -261,7 +293,7 @@ class Densified:
 
 def densify(model, train_codes: np.ndarray, n: int, rng: np.random.Generator, *, spacing, grid="auto",
             labels: Sequence[int] | None = None, thresholds=None, bandwidth: float | None = None,
-            bound_quantile: float = 1.0, bound_margin: float = 1.0, sample_batch_size: int = 65536,
+            sampler: str = "kde", bound_quantile: float = 1.0, bound_margin: float = 1.0, sample_batch_size: int = 65536,
             batch_size: int = 4096, decode_batch_size: int = 256, device="cpu") -> Densified:
     """Sample ``n`` codes from a KDE of ``train_codes``, decode them, keep the anatomically valid ones.
 
@@ -282,8 +314,11 @@ def densify(model, train_codes: np.ndarray, n: int, rng: np.random.Generator, *,
         As :func:`valid_maps`; ``labels`` defaults to the model's (:func:`model_labels`).
     bandwidth : float, optional
         KDE bandwidth factor (default Scott's).
+    sampler : {"kde", "rejection"}
+        ``kde`` (default): exact draws from the KDE (:func:`sample_kde`, acceptance 1);
+        ``rejection``: the TMI 2020 rejection sampler from the Gaussian proposal.
     bound_quantile, bound_margin : float
-        ``M`` of :func:`log_bound`. With ``bound_quantile=1`` (default) the envelope covers P at
+        ``sampler="rejection"`` only: ``M`` of :func:`log_bound`. With ``bound_quantile=1`` (default) the envelope covers P at
         every training code and the samples follow P there; a smaller quantile (the reference's
         75th-percentile option) raises the acceptance rate, at the price of sampling
         ``min(P, M Q)`` (tails under-represented) — the latent space is still covered, which
@@ -295,12 +330,18 @@ def densify(model, train_codes: np.ndarray, n: int, rng: np.random.Generator, *,
     decode_batch_size, device
         Passed to :func:`decode_masks`.
     """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     labels = model_labels(model) if labels is None else tuple(labels)
     target = fit_kde(train_codes, bandwidth)
-    proposal = fit_gaussian(train_codes)
-    log_m = log_bound(target.log_pdf, proposal, target.points, quantile=bound_quantile, margin=bound_margin)
-    result = rejection_sample(target.log_pdf, proposal.mean, proposal.cov, n, rng, log_m,
-                              batch_size=sample_batch_size)
+    if sampler == "kde":
+        samples = sample_kde(target, n, rng, batch_size=sample_batch_size)
+        result, log_m = RejectionResult(samples, len(samples), 0), 0.0
+    else:
+        proposal = fit_gaussian(train_codes)
+        log_m = log_bound(target.log_pdf, proposal, target.points, quantile=bound_quantile, margin=bound_margin)
+        result = rejection_sample(target.log_pdf, proposal.mean, proposal.cov, n, rng, log_m,
+                                  batch_size=sample_batch_size)
     keep = []
     for start in range(0, len(result.samples), batch_size):
         z = result.samples[start:start + batch_size]

@@ -1,4 +1,4 @@
-"""Rule export_temporal_nifti: corrected sequences of one shard as NIfTI, one folder per patient."""
+"""Rules export_temporal_nifti and export_guaranteed_nifti: corrected sequences of one shard as NIfTI, one folder per patient."""
 
 from echolatent.stages.logs import log_to
 

@@ -1,0 +1,9 @@
+"""Rule guarantees_summary: per-split totals of the anatomical correction's per-frame tables."""
+
+from echolatent.stages.logs import log_to
+
+log_to(snakemake.log[0])  # noqa: F821 (snakemake is injected)
+
+from echolatent.stages.guarantees import summary_stage  # noqa: E402
+
+summary_stage(snakemake.input.tables, model=snakemake.wildcards.model, out=snakemake.output.summary)
