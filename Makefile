@@ -12,7 +12,7 @@ TORCH_INDEX ?=
 CORES ?= all
 BIN := $(VENV)/bin
 
-.PHONY: setup demo figures readme-figures browser test clean-results
+.PHONY: setup slurm demo figures readme-figures browser test clean-results
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 setup: $(BIN)/.installed
+
+# The SLURM executor plugin in the same environment, the project still installed editable
+# (a plain `pip install ".[slurm]"` would replace the editable install).
+slurm: setup
+	$(BIN)/pip install --quiet -e ".[test,slurm]"
 
 demo: setup
 	$(BIN)/snakemake --cores $(CORES)

@@ -59,3 +59,7 @@ rule all:
         stats_outputs(),
         rules.figures.input,  # every figure of the configured study, so the report holds them
     default_target: True
+
+
+# Attempt, attempt-scaled runtime and the SLURM partition/account of every rule (common.smk).
+job_resources(workflow.rules)

@@ -114,8 +114,8 @@ def test_scripts_log_to_the_rules_log_file_before_anything_else(script):
     docstring_or_import = lambda node: isinstance(node, (ast.Import, ast.ImportFrom)) or (
         isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
     first = next((i for i, node in enumerate(body) if not docstring_or_import(node)), len(body))
-    assert first < len(body) and ast.unparse(body[first]) == "log_to(snakemake.log[0])", \
-        f"{script.name}: the first statement after the imports is not log_to(snakemake.log[0])"
+    assert first < len(body) and ast.unparse(body[first]) == "log_to(snakemake.log[0], attempt=snakemake.resources.attempt)", \
+        f"{script.name}: the first statement after the imports is not log_to(snakemake.log[0], attempt=...)"
     early = [module for node in body[:first] for module, _ in imports_of(node)]
     late = [module for module in early
             if module.split(".")[0] not in sys.stdlib_module_names and module != LOG_TO.rpartition(".")[0]]

@@ -54,6 +54,28 @@ CHAIN = guarantee_paths.postprocess_chain(GUARANTEES, MODELS, TEMPORAL_MODELS)
 #: The model of the anatomical guarantees ("" when the stage is off).
 GUARANTEE_MODEL = GUARANTEES["model"]
 
+def guarantee_outputs():
+    """Targets of the stage for rule all (none when guarantees.model is empty)."""
+    if not GUARANTEE_MODEL:
+        return []
+    return guarantee_paths.guarantee_outputs(
+        GUARANTEE_MODEL, SHARDS, export_nifti=config["temporal"]["correction"]["export_nifti"]
+    )
+
+
+def anatomical_correction_inputs(wildcards):
+    shard, _ = guarantee_paths.anatomical_input(CHAIN, wildcards.model, wildcards.shard)
+    files = {
+        "checkpoint": f"results/models/{wildcards.model}/checkpoint.pt",
+        "codes": f"results/guarantees/{wildcards.model}/valid_codes.h5",
+        "shard": shard,
+        "patients": "results/cohort/patients.tsv",
+    }
+    if SYNTHETIC:
+        files["truth"] = f"results/cohort/truth/shard-{wildcards.shard}.h5"
+    return files
+
+
 # Idle OpenMP threads of torch sleep instead of spinning (on a small shared CPU, spinning made
 # training up to 10x slower); the jobs inherit this environment. Set it yourself to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -211,13 +233,43 @@ def anatomy_outputs():
     ) + ["results/clinical/indices.tsv"]
 
 
+CLUSTER = config["cluster"]
+
+
 def mem_by_attempt(base_mb):
-    """Memory request that grows with each retry (cluster OOM kills are retried bigger)."""
+    """Memory request that grows with each retry (cluster OOM kills are retried bigger), capped at
+    cluster.max_mem_mb."""
 
     def mem_mb(wildcards, attempt):
-        return base_mb * attempt
+        return min(base_mb * attempt, max(base_mb, CLUSTER["max_mem_mb"]))
 
     return mem_mb
+
+
+def job_resources(defined):
+    """Resources given to every defined step in one place, at the end of the Snakefile.
+
+    - ``attempt``: the job's attempt (1, 2, ...), for its log (echolatent.stages.logs keeps every
+      attempt; Snakemake's script object does not carry it);
+    - ``runtime``: a fixed request grows with each retry, capped at cluster.max_runtime;
+    - ``slurm_partition`` / ``slurm_account`` (when the cluster section sets them). GPU jobs (those
+      whose ``gpu`` resource is non-zero) go on cluster.gpu_partition, the others on
+      cluster.cpu_partition.
+    """
+    cpu, gpu = CLUSTER["cpu_partition"], CLUSTER["gpu_partition"] or CLUSTER["cpu_partition"]
+    for step in defined:
+        resources = step.resources
+        resources["attempt"] = lambda wildcards, attempt: attempt
+        runtime = resources["runtime"] if "runtime" in resources else None
+        if runtime is not None and not runtime.is_evaluable() and isinstance(runtime.value, int):
+            resources["runtime"] = lambda wildcards, attempt, base=runtime.value: min(
+                base * attempt, max(base, CLUSTER["max_runtime"]))
+        if cpu or gpu:
+            request = resources["gpu"] if "gpu" in resources else None
+            resources["slurm_partition"] = lambda wildcards, request=request: (
+                gpu if request is not None and request.evaluate(wildcards=wildcards, attempt=1).value else cpu)
+        if CLUSTER["account"]:
+            resources["slurm_account"] = CLUSTER["account"]
 
 
 # --------------------------------------------------------------------------- population statistics

@@ -3,30 +3,8 @@
 # the valid shape nearest to it (valid frames untouched). The corrected shards are measured by the
 # anatomy stage like any other mask source (results/anatomy/guaranteed/{model}/).
 #
-# Include after common.smk (CHAIN, GUARANTEES) and encode.smk. Path logic lives in
-# echolatent.postprocess.
-
-
-def guarantee_outputs():
-    """Targets of the stage for rule all (none when guarantees.model is empty)."""
-    if not GUARANTEE_MODEL:
-        return []
-    return guarantee_paths.guarantee_outputs(
-        GUARANTEE_MODEL, SHARDS, export_nifti=TEMPORAL["correction"]["export_nifti"]
-    )
-
-
-def anatomical_correction_inputs(wildcards):
-    shard, _ = guarantee_paths.anatomical_input(CHAIN, wildcards.model, wildcards.shard)
-    files = {
-        "checkpoint": f"results/models/{wildcards.model}/checkpoint.pt",
-        "codes": f"results/guarantees/{wildcards.model}/valid_codes.h5",
-        "shard": shard,
-        "patients": "results/cohort/patients.tsv",
-    }
-    if SYNTHETIC:
-        files["truth"] = f"results/cohort/truth/shard-{wildcards.shard}.h5"
-    return files
+# Include after common.smk (CHAIN, GUARANTEES and the input functions of these rules) and
+# encode.smk. Path logic lives in echolatent.postprocess.
 
 
 rule densify_latent_space:

@@ -2,7 +2,7 @@
 
 from echolatent.stages.logs import log_to
 
-log_to(snakemake.log[0])  # noqa: F821 (snakemake is injected)
+log_to(snakemake.log[0], attempt=snakemake.resources.attempt)  # noqa: F821 (snakemake is injected)
 
 from echolatent.stages.shape import anatomy_stage  # noqa: E402
 

@@ -15,8 +15,14 @@ def resolve_device(requested: str = "auto") -> torch.device:
     """Map "auto"/"cpu"/"cuda"/"cuda:N" to a device.
 
     "auto" falls back to CPU when CUDA is not available (and logs it); an
-    explicit "cuda" request without CUDA raises ``RuntimeError``.
+    explicit "cuda" request without CUDA raises ``RuntimeError``. For "auto" and "cuda" on a
+    machine with several GPUs, the process first takes a device slot of its own
+    (:func:`echolatent.gpu_slots.claim_device`), before CUDA starts.
     """
+    if requested in ("auto", "cuda"):
+        from echolatent.gpu_slots import claim_device
+
+        claim_device()
     if requested == "auto":
         if torch.cuda.is_available():
             dev = torch.device("cuda")
