@@ -264,3 +264,14 @@ def tiny_cohort(tmp_path_factory):
     train_on_cohort([cohort / "shard-0.h5"], cohort / "patients.tsv", training, list(TEMPORAL_ATTRIBUTES),
                     out_dir=root / "model")
     return root
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run the SLURM cluster test last.
+
+    Once `tests/slurm/start_cluster.sh` has installed the SLURM client and the test has
+    stopped its controller, every later Snakemake start pays a 10 s `scontrol show config`
+    timeout (the SLURM executor plugin asks for MinJobAge at import). Ordering the cluster
+    test last keeps that cost out of the other workflow tests.
+    """
+    items.sort(key=lambda item: item.path.name == "test_slurm_workflow.py")

@@ -21,8 +21,8 @@ postprocess            anatomical correction reads         temporal correction r
 
 from __future__ import annotations
 
-__all__ = ["Step", "postprocess_chain", "anatomical_input", "temporal_input", "final_masks", "mask_source_shard",
-           "guarantee_outputs"]
+__all__ = ["Step", "postprocess_chain", "anatomical_input", "temporal_input", "temporal_input_criteria", "final_masks",
+           "mask_source_shard", "guarantee_outputs"]
 
 #: A step of the chain: (kind, model), kind ``temporal`` or ``guaranteed`` (the anatomical correction).
 Step = tuple[str, str]
@@ -87,6 +87,20 @@ def temporal_input(chain: list[Step], model: str, shard) -> str:
     step = ("temporal", model)
     before = _previous(chain, step) if step in chain else None
     return f"results/cohort/shard-{shard}.h5" if before is None else mask_source_shard(*before, shard)
+
+
+def temporal_input_criteria(chain: list[Step], model: str, shard, grid) -> dict:
+    """``{"criteria": path}``: the anatomy stage's table of the masks the temporal correction with
+    ``model`` reads, which spares the correction measuring the frames it leaves unchanged; empty
+    when ``anatomy.grid`` (``grid``) is not the grid the correction measures on (the default)."""
+    from echolatent.shape.grid import CRITERIA_GRID_MM
+
+    if grid not in ("auto", CRITERIA_GRID_MM):
+        return {}
+    step = ("temporal", model)
+    before = _previous(chain, step) if step in chain else None
+    source = "input" if before is None else f"{before[0]}/{before[1]}"
+    return {"criteria": f"results/anatomy/{source}/shard-{shard}.parquet"}
 
 
 def final_masks(chain: list[Step]) -> Step | None:

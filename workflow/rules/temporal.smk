@@ -96,6 +96,8 @@ rule temporal_correction:
             lambda wildcards: temporal_paths.correction_inputs(wildcards.model, wildcards.shard, TEMPORAL, SYNTHETIC)
             # the masks corrected: the cohort's, or the anatomically corrected ones (guarantees.postprocess)
             | {"shard": guarantee_paths.temporal_input(CHAIN, wildcards.model, wildcards.shard)}
+            # and their criteria from the anatomy stage: only the frames the correction changes are measured
+            | guarantee_paths.temporal_input_criteria(CHAIN, wildcards.model, wildcards.shard, config["anatomy"]["grid"])
         ),
     output:
         table="results/temporal/{model}/shard-{shard}.tsv",

@@ -23,4 +23,5 @@ correction_stage(
     out_h5=snakemake.output.h5,
     model_name=snakemake.wildcards.model,
     device=snakemake.params.device,
+    criteria=snakemake.input.get("criteria"),
 )

@@ -24,7 +24,7 @@ from echolatent.shape.criteria_definitions import CRITERIA, CRITERION_STRUCTURES
 from echolatent.shape.grid import SMALL_OBJECT_MM2, criteria_grid, grid_indices
 from echolatent.shape.validation import as_label_batch, check_spacing
 
-__all__ = ["anatomical_metrics", "criteria_validity"]
+__all__ = ["anatomical_metrics", "criteria_validity", "criteria_matrix", "failed_criteria"]
 
 _RESAMPLED_PIXELS = 2**26  # pixels of resampled maps held at once by anatomical_metrics
 
@@ -147,7 +147,7 @@ def _criteria_on_grid(batch: np.ndarray, spacing: np.ndarray, grid_mm: float, la
                 continue
             native = criteria_batch(maps, labels, chunk_size, s=SMALL_OBJECT_MM2 / (float(sh) * float(sw)),
                                     erosion=False)
-            resampled = np.ascontiguousarray(maps[:, rows[:, None], cols[None, :]])
+            resampled = maps.take(rows, axis=1).take(cols, axis=2)  # 3x faster than one 2-D fancy index
             iso = criteria_batch(resampled, labels, chunk_size, s=SMALL_OBJECT_MM2 / grid_mm ** 2)
             for name in CRITERIA:
                 out[name][part] = (iso if name in GRID_CRITERIA else native)[name]
@@ -183,6 +183,45 @@ def criteria_validity(df: pd.DataFrame, *, labels: Sequence[int] | None = None,
         raise ValueError(f"criteria_validity: missing criterion columns {missing}")
     valid = _validity(df[list(CRITERIA)].to_numpy(dtype=float), labels, bounds)
     return pd.DataFrame(valid, index=df.index, columns=list(CRITERIA))
+
+
+def criteria_matrix(masks, spacing=None, *, labels: Sequence[int] = (LV, MYO, LA), known=None) -> np.ndarray:
+    """The 12 criteria of label maps as an (N, 12) matrix (:data:`CRITERIA` order), measuring only what is new.
+
+    Parameters
+    ----------
+    masks : array_like of int, shape (N, H, W)
+    spacing : sequence of 2 float, optional
+        As in :func:`anatomical_metrics` (default grid).
+    labels : sequence of int
+    known : tuple (known_masks, known_values), optional
+        Maps of the same shape already measured (with the same spacing and labels) and their
+        (N, 12) criteria: a map equal to its known counterpart takes its values (a map's
+        criteria depend on that map alone), the others are measured.
+
+    Returns
+    -------
+    ndarray (N, 12) float
+    """
+    masks = np.asarray(masks)
+    out = np.full((len(masks), len(CRITERIA)), np.nan)
+    todo = np.ones(len(masks), bool)
+    if known is not None:
+        known_masks, known_values = known
+        if np.shape(known_masks) != masks.shape or np.shape(known_values) != out.shape:
+            raise ValueError(f"criteria_matrix: known maps {np.shape(known_masks)} and values {np.shape(known_values)} "
+                             f"do not match the maps {masks.shape}")
+        todo = (masks != known_masks).reshape(len(masks), -1).any(axis=1)
+        out[~todo] = np.asarray(known_values, float)[~todo]
+    if todo.any():
+        out[todo] = anatomical_metrics(masks[todo], spacing, labels=labels)[list(CRITERIA)].to_numpy(float)
+    return out
+
+
+def failed_criteria(matrix: np.ndarray, *, labels: Sequence[int] = (LV, MYO, LA),
+                    thresholds: Mapping[str, tuple[float, float]] | None = None) -> np.ndarray:
+    """(N, 12) bool: the criteria each map of a :func:`criteria_matrix` fails (:func:`criteria_validity`)."""
+    return ~_validity(np.asarray(matrix, float), _check_labels(labels), _check_thresholds(thresholds))
 
 
 def _validity(matrix: np.ndarray, labels, bounds) -> np.ndarray:

@@ -106,4 +106,4 @@ def resample_to_grid(masks, spacing, grid_mm: float = CRITERIA_GRID_MM) -> np.nd
         return arr.copy()
     rows = grid_indices(arr.shape[-2], sh, grid_mm)
     cols = grid_indices(arr.shape[-1], sw, grid_mm)
-    return np.ascontiguousarray(arr[..., rows[:, None], cols[None, :]])
+    return arr.take(rows, axis=-2).take(cols, axis=-1)

@@ -260,8 +260,12 @@ def detection_stage(attribute_tables, frames, thresholds, *, cycle: str = "full"
 
 def correction_stage(checkpoint, shard, image_thresholds, latent_thresholds, *, settings: dict,
                      truth_shard=None, frames=None, cycle: str = "full", patients=None, out_table=None, out_h5=None,
-                     model_name: str = "", device: str = "auto") -> pd.DataFrame:
+                     model_name: str = "", device: str = "auto", criteria=None) -> pd.DataFrame:
     """Temporal correction of a shard (rule ``temporal_correction``).
+
+    ``criteria``: the anatomy stage's table of the shard's masks
+    (``results/anatomy/{source}/shard-k.parquet``), so that only the frames the correction
+    changes are measured again (same results without it).
 
     With the simulator's ``frames`` table (synthetic cohorts) the table also gets
     ``n_spikes``, ``n_defects`` (injected per sequence) and ``spiked``; with ``patients``
@@ -283,7 +287,7 @@ def correction_stage(checkpoint, shard, image_thresholds, latent_thresholds, *, 
                 f"{[] if constraint is None else constraint.dims.tolist()}")
     table = correct_shard(shard, model, image_thresholds=image, constraint=constraint, config=config,
                           truth_shard=truth_shard, out_h5=out_h5, model_name=model_name, device=dev,
-                          cycle=cycle)
+                          cycle=cycle, input_criteria=None if criteria is None else read_table(criteria))
     if frames is not None:
         from echolatent.temporal.evaluation import injected_defects
 

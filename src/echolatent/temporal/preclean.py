@@ -71,9 +71,9 @@ def fill_holes(binary: np.ndarray, keep_out: np.ndarray | None = None) -> np.nda
         return np.zeros_like(binary, dtype=bool)
     excluded = np.zeros(n + 1, bool)
     for edge in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
-        excluded[np.unique(edge)] = True
+        excluded[edge] = True
     if keep_out is not None:
-        excluded[np.unique(labels[keep_out])] = True
+        excluded[labels[keep_out]] = True
     excluded[0] = True  # label 0 is the structure itself
     return ~excluded[labels]
 
@@ -99,6 +99,32 @@ def preclean(masks, *, keep_atrium: bool = True) -> np.ndarray:
     structures = (LV, MYO, LA) if keep_atrium else (LV, MYO)
     if not keep_atrium:
         out[out == LA] = BACKGROUND
+    box = _foreground_box(out)
+    if box is None:
+        return out[0] if single else out
+    _preclean_in_place(out[box], structures, keep_atrium)
+    return out[0] if single else out
+
+
+def _foreground_box(stack: np.ndarray):
+    """Slices of the smallest box holding every labelled pixel of the stack, one background
+    pixel wider on each side (within the frame); None for an all-background stack.
+
+    Cleaning inside it is cleaning the whole frame: every component of a structure lies in
+    it, and a component of a complement that reaches its edge (where the edge is not the
+    frame's) continues through background to the frame's border, so is not a hole either way.
+    """
+    rows = np.flatnonzero(stack.any(axis=(0, 2)))
+    if not len(rows):
+        return None
+    cols = np.flatnonzero(stack.any(axis=(0, 1)))
+    _, height, width = stack.shape
+    return (slice(None), slice(max(rows[0] - 1, 0), min(rows[-1] + 2, height)),
+            slice(max(cols[0] - 1, 0), min(cols[-1] + 2, width)))
+
+
+def _preclean_in_place(out: np.ndarray, structures, keep_atrium: bool) -> None:
+    """Steps 1-3 of :func:`preclean` on a (T, H, W) uint8 stack (a view), in place."""
     # 1. largest blob per structure
     for label in structures:
         present = out == label
@@ -115,4 +141,3 @@ def preclean(masks, *, keep_atrium: bool = True) -> np.ndarray:
     epi = (out == LV) | (out == MYO)
     if epi.any():
         out[fill_holes(epi) & (out == BACKGROUND)] = MYO
-    return out[0] if single else out

@@ -22,7 +22,7 @@ from echolatent.shape.attributes import shape_attributes
 from echolatent.temporal.detection import Detector, resolve_detector
 from echolatent.temporal.evaluation import end_thresholds
 
-__all__ = ["LatentConstraint", "image_spec", "image_check"]
+__all__ = ["LatentConstraint", "image_spec", "image_check", "recheck_changed"]
 
 
 @dataclass
@@ -95,3 +95,25 @@ def image_check(masks_native: list[np.ndarray], spacings, detector: Detector, cy
         curves.append(attributes)
         results.append(detector.check(attributes, cycle))
     return curves, results
+
+
+def recheck_changed(curves: np.ndarray, before: np.ndarray, after: np.ndarray, spacing, detector: Detector,
+                    cycle=None) -> tuple[np.ndarray, dict]:
+    """:func:`image_check` of one sequence ``after`` that differs from ``before`` in a few frames.
+
+    ``curves`` are the attribute curves of ``before``; only the frames that differ are
+    measured again (the attributes of a frame depend on that frame alone), so a repair that
+    rebuilds two frames of twenty measures two.
+
+    Returns
+    -------
+    curves : ndarray (T, A)
+        The attribute curves of ``after``.
+    check : dict
+        Their :meth:`~echolatent.temporal.detection.Detector.check`.
+    """
+    changed = np.flatnonzero((np.asarray(before) != np.asarray(after)).reshape(len(after), -1).any(axis=1))
+    curves = np.array(curves, dtype=np.float64, copy=True)
+    if len(changed):
+        curves[changed] = shape_attributes(after[changed], spacing)[list(detector.names)].to_numpy(np.float64)
+    return curves, detector.check(curves, cycle)

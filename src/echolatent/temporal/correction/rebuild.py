@@ -14,7 +14,7 @@ import numpy as np
 from echolatent.labels import BACKGROUND as BG
 from echolatent.labels import LA
 from echolatent.temporal.correction.interpolation import trusted_neighbours
-from echolatent.temporal.correction.regions import REGIONS, compose_regions, region_sdf
+from echolatent.temporal.correction.regions import REGIONS, nest_regions, region_mask, region_sdf
 from echolatent.temporal.preclean import preclean
 
 __all__ = ["repair_frames"]
@@ -22,7 +22,7 @@ __all__ = ["repair_frames"]
 
 def repair_frames(base: np.ndarray, decoded_mu: np.ndarray, decoded_z: dict, regions: np.ndarray,
                   *, keep_atrium: bool = True, drop_atrium: bool = False, decoder_weight: float = 1.0, minimal=None,
-                  valid=None, return_regions: bool = False, cycle=None):
+                  valid=None, return_regions: bool = False, cycle=None, cache: dict | None = None):
     """Rebuild the repaired regions of the frames of a sequence (the module docstring).
 
     Parameters
@@ -51,13 +51,20 @@ def repair_frames(base: np.ndarray, decoded_mu: np.ndarray, decoded_z: dict, reg
         A cut through the wall then rebuilds the epicardium alone, and a missing atrial band
         the heart outline alone, instead of the LV, the wall and the atrium together.
     valid : callable, optional
-        ``valid(frame) -> bool``: whether a rebuilt (pre-cleaned) frame passes the anatomical
-        criteria; needed with ``minimal``.
+        ``valid(frames) -> ndarray (N,) bool``: whether each rebuilt (pre-cleaned) frame of an
+        (N, H, W) stack passes the anatomical criteria; needed with ``minimal``. It is called
+        once per call, with every candidate edit of every minimal frame (the criteria have a
+        fixed cost per call).
     return_regions : bool
         Also return the regions actually rebuilt per frame (``minimal`` may use fewer).
     cycle : {"full", "half", None}
         Which trusted frames calibrate a repaired end frame (:func:`.trusted_neighbours`):
         the periodic neighbours on a full cycle, the nearest trusted frame on a half cycle.
+    cache : dict, optional
+        Signed distance maps already computed, keyed ``(source, t, region)`` with source
+        ``"in"`` (``base``), ``"dec"`` (``decoded_mu``) or ``"z"`` (``decoded_z``); filled in
+        place. Pass the same dict to calls on the same sequence to compute each map once (the
+        repair's rounds and decoder weights); drop its ``"z"`` entries when ``decoded_z`` changes.
 
     Returns
     -------
@@ -79,7 +86,7 @@ def repair_frames(base: np.ndarray, decoded_mu: np.ndarray, decoded_z: dict, reg
     if trusted.all():
         return (out, regions) if return_regions else out
     prev, nxt, a = trusted_neighbours(trusted, cycle)
-    cache = {}
+    cache = {} if cache is None else cache
 
     def sdf(kind, t, region):
         key = (kind, t, region)
@@ -96,9 +103,11 @@ def repair_frames(base: np.ndarray, decoded_mu: np.ndarray, decoded_z: dict, reg
         interp_dec = w * sdf("dec", p, region) + (1 - w) * sdf("dec", n, region)
         return interp_in + decoder_weight * (sdf("z", t, region) - interp_dec)
 
-    def build(t, chosen):
-        frame = compose_regions({region: rebuilt(t, region) if chosen[j] else sdf("in", t, region)
-                                 for j, region in enumerate(REGIONS)})
+    def compose(t, chosen):
+        """The rebuilt frame before its pre-cleaning (done for all frames at once below)."""
+        # a region kept as it was is its input mask (the sign of its signed distance: no transform needed)
+        frame = nest_regions({region: rebuilt(t, region) < 0 if chosen[j] else region_mask(base[t], region)
+                              for j, region in enumerate(REGIONS)})
         if not chosen[REGIONS.index("heart")]:
             # The atrium is not repaired here: its input pixels that the trusted neighbours
             # agree on stay LA, so a rebuilt LV or wall does not take them.
@@ -107,23 +116,33 @@ def repair_frames(base: np.ndarray, decoded_mu: np.ndarray, decoded_z: dict, reg
             # the heart outline minus the epicardium is composed as LA: with the atrium dropped
             # it is background (the validity check then sees only the labels it measures)
             frame[frame == LA] = BG
-        return preclean(frame[None], keep_atrium=not drop_atrium)[0]
+        return frame
 
-    for t in np.flatnonzero(~trusted):
-        if minimal is None or not minimal[t]:
-            out[t] = build(t, regions[t])
-            continue
-        best = None
-        for subset in _subsets(regions[t]):
-            frame = build(t, subset)
-            if valid(frame):
+    def build(items):
+        """Rebuilt, pre-cleaned frames of (t, regions) pairs: one pre-cleaning call for all."""
+        if not items:
+            return np.zeros((0, *base.shape[1:]), np.uint8)
+        return preclean(np.stack([compose(t, chosen) for t, chosen in items]), keep_atrium=not drop_atrium)
+
+    repaired = np.flatnonzero(~trusted)
+    whole = [t for t in repaired if minimal is None or not minimal[t]]
+    out[whole] = build([(t, regions[t]) for t in whole])
+    candidates = [(t, subset) for t in repaired if minimal is not None and minimal[t]
+                  for subset in _subsets(regions[t])]  # the minimal frames' edits, checked together
+    if candidates:
+        frames = build(candidates)
+        ok = np.asarray(valid(frames), bool)
+        best = {}
+        for (t, subset), frame, passed in zip(candidates, frames, ok):
+            if passed:
                 changed = int(np.count_nonzero(frame != base[t]))
-                if best is None or changed < best[0]:
-                    best = (changed, frame, subset)
-        if best is None:
-            out[t] = build(t, regions[t])
-        else:
-            out[t], regions[t] = best[1], best[2]
+                if t not in best or changed < best[t][0]:
+                    best[t] = (changed, frame, subset)
+        for t in dict.fromkeys(t for t, _ in candidates):
+            if t in best:
+                out[t], regions[t] = best[t][1], best[t][2]
+            else:  # no valid edit: all its regions
+                out[t] = build([(t, regions[t])])[0]
     return (out, regions) if return_regions else out
 
 

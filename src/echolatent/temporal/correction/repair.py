@@ -78,10 +78,10 @@ import numpy as np
 from echolatent.labels import BACKGROUND as BG
 from echolatent.labels import LA
 from echolatent.models.inference import decode_masks, encode_mu, knows_atrium, model_input
-from echolatent.shape.criteria import anatomical_metrics, criteria_validity
+from echolatent.shape.criteria import criteria_matrix, failed_criteria
 from echolatent.shape.criteria_definitions import CRITERIA
 from echolatent.temporal.config import CorrectionConfig
-from echolatent.temporal.correction.consistency import LatentConstraint, image_check, image_spec
+from echolatent.temporal.correction.consistency import LatentConstraint, image_check, image_spec, recheck_changed
 from echolatent.temporal.correction.interpolation import interpolate_codes, trusted_neighbours
 from echolatent.temporal.correction.planning import plan_for
 from echolatent.temporal.correction.rebuild import repair_frames
@@ -95,7 +95,7 @@ __all__ = ["repair_sequences"]
 
 def repair_sequences(model, masks_native: list[np.ndarray], *, constraint: LatentConstraint | None,
                      config: CorrectionConfig, spacings, image, grid: int | None = None, device="cpu",
-                     cycle=None) -> list[CorrectedSequence]:
+                     cycle=None, input_criteria=None) -> list[CorrectedSequence]:
     """Correct label-map sequences by repairing their flagged frames (module docstring).
 
     The parameters are those of :func:`~echolatent.temporal.correction.sequences.correct_sequences`;
@@ -118,30 +118,37 @@ def repair_sequences(model, masks_native: list[np.ndarray], *, constraint: Laten
     attribute_regions = np.array([[r in known[a] for r in REGIONS] for a in names])
     criterion_regions = np.array([[r in CRITERION_REGIONS[c] for r in REGIONS] for c in CRITERIA])
 
+    if input_criteria is None or drop_la:  # (measured with the LA, which these masks lose)
+        input_criteria = [None] * len(masks_native)
     results = []
-    for masks, spacing in zip(masks_native, spacings):
+    for masks, spacing, measured in zip(masks_native, spacings, input_criteria):
         def failed(frames, spacing=spacing):
             """(T, 12) bool: the anatomical criteria each frame fails."""
-            metrics = anatomical_metrics(frames, spacing, labels=labels)
-            return ~criteria_validity(metrics, labels=labels)[list(CRITERIA)].to_numpy(bool)
+            return failed_criteria(criteria_matrix(frames, spacing, labels=labels), labels=labels)
 
         x = np.asarray(masks, dtype=np.uint8)
         cleaned = preclean(x, keep_atrium=True)
         base = np.where(cleaned == LA, BG, cleaned).astype(np.uint8) if drop_la else cleaned
         (curve_before,), (check_before,) = image_check([x], [spacing], thresholds, cycle)
+        # the input's criteria, when given, serve every frame the pre-cleaning leaves as it was
+        base_criteria = criteria_matrix(base, spacing, labels=labels, known=None if measured is None else (x, measured))
+        base_failed = failed_criteria(base_criteria, labels=labels)
         r = CorrectedSequence(input=x, cleaned=cleaned, masks=base, replaced=np.zeros(len(x), bool),
-                              curves_before=curve_before, check_before=check_before)
-        (curve,), (check,) = image_check([base], [spacing], thresholds, cycle)
-        regions = (failed(base)[:, :, None] & criterion_regions[None]).any(axis=1)
+                              curves_before=curve_before, check_before=check_before,
+                              start=base, start_criteria=base_criteria)
+        # only the frames the pre-cleaning changed are measured again
+        curve, check = recheck_changed(curve_before, x, base, spacing, thresholds, cycle)
+        regions = (base_failed[:, :, None] & criterion_regions[None]).any(axis=1)
         # Frames rebuilt for an anatomical error only take the smallest valid edit among the
         # regions of their failed criteria; `regions` holds what each frame actually rebuilds.
         criteria_regions, minimal = regions.copy(), regions.any(axis=1)
-        out = base
+        out, curve_base = base, curve
         if regions.any() or check["sequence_inconsistent"]:
             size = x.shape[-2:]
-            mu = encode_mu(model, model_input(preclean(x, keep_atrium=keep_la), model, grid),
-                           batch_size=config.batch_size, device=device)
+            encoded = cleaned if keep_la else preclean(x, keep_atrium=False)
+            mu = encode_mu(model, model_input(encoded, model, grid), batch_size=config.batch_size, device=device)
             decoded_mu = {}
+            sdf_cache = {}  # signed distances of `base` and `decoded_mu`, reused by every round and weight
             for round_ in range(config.repair_rounds):
                 if round_ == 0 and minimal.any():
                     # First make every frame valid (their smallest edits), then plan the temporal
@@ -167,14 +174,16 @@ def repair_sequences(model, masks_native: list[np.ndarray], *, constraint: Laten
                                                                device=device, size=size, grid=grid)))
                 decoded_z = dict(zip(repaired, decode_masks(model, z[repaired], batch_size=config.batch_size,
                                                             device=device, size=size, grid=grid)))
+                for key in [key for key in sdf_cache if key[0] == "z"]:
+                    del sdf_cache[key]  # decoded_z is this round's
                 best = None
                 for weight in config.decoder_weights:  # first best: the decoder's path unless it hurts
                     candidate, rebuilt = repair_frames(
                         base, decoded_mu, decoded_z, regions, keep_atrium=keep_la, drop_atrium=drop_la,
                         decoder_weight=weight,
-                        minimal=minimal, valid=lambda frame: not failed(frame[None]).any(), return_regions=True,
-                        cycle=cycle)
-                    (c_curve,), (c_check,) = image_check([candidate], [spacing], thresholds, cycle)
+                        minimal=minimal, valid=lambda frames: ~failed(frames).any(axis=1), return_regions=True,
+                        cycle=cycle, cache=sdf_cache)
+                    c_curve, c_check = recheck_changed(curve_base, base, candidate, spacing, thresholds, cycle)
                     score = int(c_check["frame_inconsistent"].sum())
                     if best is None or score < best[0]:
                         best = (score, candidate, c_curve, c_check, rebuilt)

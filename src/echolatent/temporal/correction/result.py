@@ -44,6 +44,11 @@ class CorrectedSequence:
     repaired_regions : ndarray (T, 3) bool or None
         The nested regions (:data:`~echolatent.temporal.correction.regions.REGIONS`) the
         repair rebuilt per frame (the repair, and its fallback, only).
+    start, start_criteria : ndarray (T, H, W) uint8 and (T, 12) float, or None
+        The repair's starting point (``cleaned``, without the LA when the atrium is dropped)
+        and its 12 anatomical criteria (:func:`~echolatent.shape.criteria.criteria_matrix`),
+        so that the frames a correction leaves as they were are not measured again (the
+        repair only).
     """
 
     input: np.ndarray
@@ -61,3 +66,5 @@ class CorrectedSequence:
     check_before: dict | None = None
     check_after: dict | None = None
     repaired_regions: np.ndarray | None = None
+    start: np.ndarray | None = None
+    start_criteria: np.ndarray | None = None

@@ -15,7 +15,7 @@ __all__ = ["correct_sequences"]
 
 def correct_sequences(model, masks_native: list[np.ndarray], *, constraint: LatentConstraint | None,
                       config: CorrectionConfig | None = None, spacings=None, image=None,
-                      grid: int | None = None, device="cpu", cycle=None) -> list[CorrectedSequence]:
+                      grid: int | None = None, device="cpu", cycle=None, input_criteria=None) -> list[CorrectedSequence]:
     """Temporally correct label-map sequences with a trained mask VAE.
 
     ``config.method`` picks the correction: ``"repair"`` (:mod:`~.repair`) or ``"smooth"``
@@ -48,12 +48,19 @@ def correct_sequences(model, masks_native: list[np.ndarray], *, constraint: Late
         (:mod:`echolatent.temporal.metric`) in the image-space checks, the latent constraint and
         the repair (full: periodic neighbours; half: mirror; None: the reference's ``d = 0`` at
         the first and last frames, which are then never flagged nor repaired for consistency).
+    input_criteria : list of (T_i, 12) arrays or None, optional
+        The 12 anatomical criteria of each input sequence already measured (the anatomy
+        stage's table, :func:`~echolatent.shape.criteria.criteria_matrix` with the labels
+        0-3 and the default grid): the repair then measures only the frames its pre-cleaning
+        changes. The results are the same with or without them.
 
     Returns
     -------
     list of CorrectedSequence, one per sequence
     """
     config = config or CorrectionConfig()
-    correct = repair_sequences if config.method == "repair" else smooth_sequences
-    return correct(model, masks_native, constraint=constraint, config=config, spacings=spacings, image=image,
-                   grid=grid, device=device, cycle=cycle)
+    if config.method == "repair":
+        return repair_sequences(model, masks_native, constraint=constraint, config=config, spacings=spacings,
+                                image=image, grid=grid, device=device, cycle=cycle, input_criteria=input_criteria)
+    return smooth_sequences(model, masks_native, constraint=constraint, config=config, spacings=spacings, image=image,
+                            grid=grid, device=device, cycle=cycle)

@@ -17,7 +17,8 @@ from echolatent.models.inference import knows_atrium
 from echolatent.models.quality import dice_scores
 from echolatent.progress import Progress
 from echolatent.resample import resize_masks_nearest
-from echolatent.shape.criteria import anatomical_metrics
+from echolatent.shape.criteria import criteria_matrix, failed_criteria
+from echolatent.shape.criteria_definitions import CRITERIA
 from echolatent.temporal.config import CorrectionConfig
 from echolatent.temporal.correction.consistency import LatentConstraint, image_spec
 from echolatent.temporal.correction.sequences import correct_sequences
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: LatentConstraint | None,
                   config: CorrectionConfig | None = None, truth_shard=None, out_table=None, out_h5=None,
                   model_name: str = "", device="cpu", chunk_sequences: int = 64,
-                  cycle=None) -> pd.DataFrame:
+                  cycle=None, input_criteria: pd.DataFrame | None = None) -> pd.DataFrame:
     """Correct every sequence of a cohort shard; before/after table and corrected mask shard.
 
     Parameters
@@ -61,6 +62,10 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
         The cohort's cycle (``cohort.cycle``): end-frame rule of the temporal metric, as in
         :func:`~echolatent.temporal.correction.sequences.correct_sequences`; the thresholds must
         have been derived with the same rule.
+    input_criteria : DataFrame, optional
+        The anatomy stage's table of this shard's masks (``patient_id, view, frame`` and the 12
+        criteria, measured on ``mask_native`` on the default grid): only the frames the
+        correction changes are measured again. The results are the same without it.
 
     Returns
     -------
@@ -89,13 +94,16 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
     cohort_size = grid or int(model.config.input_size)
     rows = []
     progress = Progress(shard_counts(shard)[0], "sequences", f"correcting {shard}", logger=logger)
+    measured = _criteria_by_sequence(input_criteria)
 
     def run(batch):
         inputs = [s.arrays["mask_native"] for s in batch]
         spacings = [s.spacing("mask_native") for s in batch]
+        known = [measured.get((s.patient_id, s.view)) for s in batch]
+        known = [k if k is not None and len(k) == len(x) else None for k, x in zip(known, inputs)]
         results = correct_sequences(model, inputs, constraint=constraint, config=config, spacings=spacings,
-                                    image=image, grid=grid, device=device, cycle=cycle)
-        for sequence, before, spacing, r in zip(batch, inputs, spacings, results):
+                                    image=image, grid=grid, device=device, cycle=cycle, input_criteria=known)
+        for sequence, before, spacing, r, input_values in zip(batch, inputs, spacings, results, known):
             after = r.masks
             row = {"patient_id": sequence.patient_id, "view": sequence.view, "n_frames": len(after),
                    "method": r.method, "corrected": r.corrected, "replaced_frames": int(r.replaced.sum()),
@@ -107,11 +115,16 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
                     check = paper.check(curves, cycle)
                 row[f"deviation_inconsistent_frames_{when}"] = int(check["frame_inconsistent"].sum())
                 row[f"deviation_sequence_inconsistent_{when}"] = bool(check["sequence_inconsistent"])
-            anatomy_before = anatomical_metrics(np.where(before == LA, BG, before) if drop_la else before, spacing,
-                                                labels=labels)
-            anatomy_after = anatomical_metrics(after, spacing, labels=labels)
-            row["anatomical_errors_before"] = int(anatomy_before["anatomical_errors"].sum())
-            row["anatomical_errors_after"] = int(anatomy_after["anatomical_errors"].sum())
+            # only frames measured nowhere else are measured here: the input's from the anatomy
+            # stage, the repair's starting point by the repair
+            start = None if r.start_criteria is None else (r.start, r.start_criteria)
+            given = None if input_values is None or drop_la else (before, input_values)
+            for when, masks, known_values in (
+                    ("before", np.where(before == LA, BG, before) if drop_la else before, given or start),
+                    ("after", after, start)):
+                failed = failed_criteria(criteria_matrix(masks, spacing, labels=labels, known=known_values),
+                                         labels=labels)
+                row[f"anatomical_errors_{when}"] = int(failed.any(axis=1).sum())
             if constraint is not None and len(constraint.dims) and r.mu is not None:
                 for when, z in (("before", r.mu), ("after", r.z)):
                     check = temporal_consistency(z[:, constraint.dims], constraint.lo, constraint.hi, constraint.tau,
@@ -153,6 +166,24 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
     if out_table is not None:
         write_table(table, out_table)
     return table
+
+
+def _criteria_by_sequence(table: pd.DataFrame | None) -> dict:
+    """{(patient_id, view): (T, 12) criteria in frame order} of an anatomy-stage table."""
+    if table is None:
+        return {}
+    missing = [c for c in ("patient_id", "view", "frame", *CRITERIA) if c not in table.columns]
+    if missing:
+        raise ValueError(f"the input's anatomical criteria table lacks the columns {missing}")
+    table = table.sort_values(["patient_id", "view", "frame"], kind="stable")
+    values = table[list(CRITERIA)].to_numpy(float)
+    keys = list(zip(table["patient_id"].astype(str), table["view"].astype(str)))
+    out, first = {}, 0
+    for last in range(1, len(keys) + 1):
+        if last == len(keys) or keys[last] != keys[first]:
+            out[keys[first]] = values[first:last]
+            first = last
+    return out
 
 
 def _frame_counts(check: dict, names) -> dict:
