@@ -36,6 +36,7 @@ __all__ = [
     "encode_mu",
     "sampled_positions",
     "decode_masks",
+    "decode_masks_both",
     "encode",
 ]
 
@@ -167,10 +168,24 @@ def decode_masks(model, z: np.ndarray, *, batch_size: int = 256, device="cpu", s
         raise ValueError(f"upsample must be one of {UPSAMPLING}, got {upsample!r}")
     if size is not None and upsample == "nearest":
         return resize_masks_nearest(decode_masks(model, z, batch_size=batch_size, device=device), size)
-    out = []
+    if size is None:
+        return _decode(model, z, batch_size=batch_size, device=device, size=None, grid=grid)[0]
+    return _decode(model, z, batch_size=batch_size, device=device, size=size, grid=grid, model_grid=False)[1]
+
+
+def decode_masks_both(model, z: np.ndarray, *, size, batch_size: int = 256, device="cpu",
+                      grid: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Both argmax decodings of latent codes from one decoder pass: on the model grid (N, S, S)
+    and on the native grid ``size`` (N, H, W), the latter as :func:`decode_masks` with ``size``."""
+    return _decode(model, z, batch_size=batch_size, device=device, size=size, grid=grid)
+
+
+def _decode(model, z, *, batch_size, device, size, grid, model_grid: bool = True):
+    """Argmax decodings on the model grid (if ``model_grid``) and on ``size`` (if given), one pass."""
+    s = int(model.config.input_size)
+    small, large = [], []
     if size is not None:
         size = (int(size[0]), int(size[1]))
-        s = int(model.config.input_size)
         rows = _linear_weights(sampled_positions(size[0], s, grid), size[0])
         cols = _linear_weights(sampled_positions(size[1], s, grid), size[1])
         # keep the upsampled logits of a batch to about 64 MB
@@ -179,11 +194,14 @@ def decode_masks(model, z: np.ndarray, *, batch_size: int = 256, device="cpu", s
         for start in range(0, len(z), batch_size):
             codes = torch.as_tensor(np.asarray(z[start:start + batch_size]), dtype=torch.float32, device=device)
             logits = model.decode(codes).float()
+            if model_grid:
+                small.append(_argmax_channels(logits).cpu().numpy())
             if size is not None:
-                logits = rows.to(logits.device) @ logits @ cols.to(logits.device).T
-            out.append(_argmax_channels(logits).cpu().numpy())
-    shape = size or (int(model.config.input_size),) * 2
-    return np.concatenate(out) if out else np.zeros((0, *shape), np.uint8)
+                large.append(_argmax_channels(rows.to(logits.device) @ logits @ cols.to(logits.device).T).cpu().numpy())
+    small = np.concatenate(small) if small else np.zeros((0, s, s), np.uint8) if model_grid else None
+    if size is not None:
+        large = np.concatenate(large) if large else np.zeros((0, *size), np.uint8)
+    return small, large if size is not None else None
 
 
 def encode(model, masks: np.ndarray, batch_size: int = 256, device: str | torch.device = "cpu",

@@ -17,7 +17,7 @@ from echolatent.io.mask_shards import MaskShardWriter
 from echolatent.io.shards import iter_shard_batches, shard_counts, shard_grid
 from echolatent.io.tables import write_table
 from echolatent.models.config import CLASS_NAMES
-from echolatent.models.inference import decode_masks, encode, model_input
+from echolatent.models.inference import decode_masks, decode_masks_both, encode_mu, model_input
 from echolatent.models.quality import dice_scores
 from echolatent.progress import Progress
 
@@ -58,13 +58,17 @@ def encode_shard(shard, model, *, out_table=None, out_h5=None, batch_size: int =
         """Encode and decode the frames of several sequences in shared network calls."""
         inputs = [model_input(sequence.arrays["mask_native"], model, grid) for sequence in chunk]
         x = np.concatenate(inputs)
-        mu, logvar, recon = encode(model, x, batch_size=batch_size, device=device)
-        dice = dice_scores(recon, x, labels)
+        mu, logvar = encode_mu(model, x, batch_size=batch_size, device=device, with_logvar=True)
+        mu, logvar = mu.astype(np.float32), logvar.astype(np.float32)
         offsets = np.cumsum([0] + [len(i) for i in inputs])
         shapes = {sequence.arrays["mask_native"].shape[-2:] for sequence in chunk}
         native_recon = None
-        if writer is not None and len(shapes) == 1:
-            native_recon = decode_masks(model, mu, batch_size=batch_size, device=device, size=shapes.pop(), grid=grid)
+        if writer is not None and len(shapes) == 1:  # one decoder pass for both grids
+            recon, native_recon = decode_masks_both(model, mu, batch_size=batch_size, device=device,
+                                                    size=shapes.pop(), grid=grid)
+        else:
+            recon = decode_masks(model, mu, batch_size=batch_size, device=device)
+        dice = dice_scores(recon, x, labels)
         for j, sequence in enumerate(chunk):
             part = slice(offsets[j], offsets[j + 1])
             table = pd.DataFrame({"patient_id": sequence.patient_id, "view": sequence.view,

@@ -68,7 +68,6 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 from scipy.ndimage import gaussian_filter1d
-from scipy.signal import find_peaks
 from skimage.measure import find_contours
 
 from echolatent.labels import BACKGROUND, LA, LV, MYO
@@ -492,6 +491,8 @@ def _polar_apex(contour: np.ndarray, centre_r: float, centre_c: float, scale=(1.
     order = theta.argsort()
     theta, rho = theta[order], rho[order]
     rho = gaussian_filter1d(rho, len(contour) * _APEX_SMOOTHING)
+    from scipy.signal import find_peaks  # here: importing scipy.signal costs every job a second
+
     peaks, props = find_peaks(rho, height=0)
     up = theta[peaks] < 0
     if not up.any():
