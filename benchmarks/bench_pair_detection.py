@@ -1,6 +1,7 @@
 """Detection of single, end-frame and two-frame spikes: the TMI 2022 deviation vs the spike search (issue 12).
 
-    python benchmarks/bench_pair_detection.py --results RUN/results [--cycle full|half] [--out table.md]
+    python benchmarks/bench_pair_detection.py --results RUN/results [--cycle full|half] [--splits train,val]
+        [--out table.md]
 
 Reads a finished synthetic-cohort run (``results/attributes/input``, ``results/cohort``;
 :class:`recorded_run.RecordedRun`) and derives the image-space thresholds as the workflow does
@@ -18,15 +19,17 @@ For each, the share of frames flagged per split and frame class
 
 ``deviation``  the TMI 2022 three-point deviation with periodic (full) or mirrored (half) end
                frames and end thresholds: the detector before issue 12's pair work;
-``spikes``     the greedy search over the single-frame stencil ``s5`` and the pair stencil
-               ``p6``, both exact on quadratics (the default for full cycles).
+``spikes``     the search (with look-ahead) over the single-frame stencil ``s5``, the pair
+               stencil ``p6`` and, on full cycles, the three-frame stencil ``t7``, all exact on
+               quadratics, the attributes' readings mixed with ``observed`` (max rule) on full
+               cycles (the default for full cycles).
 
 ``--cycle half`` cuts the half cycles (ED -> ES, the frames the simulator marks ``in_half``)
 out of the recorded full cycles, i.e. what ingesting the same cohort with ``cohort.cycle:
 half`` gives, and measures both detectors with the half-cycle end rule.
 
 Thresholds come from the train split only; the val rows may guide a choice, the test rows
-are held out.
+are held out (``--splits train,val`` leaves them out of the table while choosing).
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", required=True, type=Path)
     parser.add_argument("--cycle", choices=("full", "half"), default="full")
+    parser.add_argument("--splits", default="train,val,test",
+                        help="comma-separated splits to report (default: train,val,test)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     run = RecordedRun.read(args.results)
@@ -87,7 +92,11 @@ def main(argv=None) -> int:
     per_frame = per_frame.merge(run.patients[["patient_id", "split"]], on="patient_id", validate="many_to_one")
     per_frame = per_frame.set_index(["patient_id", "view", "frame"])
     rows = []
-    for split in ("train", "val", "test"):
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    unknown = sorted(set(splits) - {"train", "val", "test"})
+    if unknown:
+        parser.error(f"unknown split(s) {unknown}")
+    for split in splits:
         part = per_frame[per_frame["split"] == split]
         for cls in CLASSES:
             members = part[part[cls].astype(bool)].index

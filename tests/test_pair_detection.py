@@ -273,3 +273,112 @@ def test_repair_rebuilds_both_frames_of_a_detected_pair(pair):
         before, after = (dice_scores(m[t:t + 1], clean[t:t + 1])[0, 0] for m in (masks, result.masks))
         assert after > before + 0.02 and after > 0.97
     np.testing.assert_array_equal(np.delete(result.masks, pair, 0), np.delete(masks, pair, 0))
+
+
+# --------------------------------------------------------------------------- three-frame runs, look-ahead, mixing
+TAU3 = {**TAU, "tau_triple": 0.02}
+
+
+def test_triple_stencil_by_hand():
+    # the quadratic through t-2, t-1 and t+3, t+4, averaged over t..t+2: 5/6 on the near frames,
+    # -1/3 on the far ones (centred on t+1: c0 + 2/3 c2 with c2 = (m3 - m2) / 5, c0 = (9 m2 - 4 m3) / 5)
+    windows = stencil_windows(T, "triple")
+    row = list(windows.own[:, 0]).index(5)
+    weights = dict(zip(windows.index[row].tolist(), windows.weight[row]))
+    expected = {5: 1 / 3, 6: 1 / 3, 7: 1 / 3, 4: -5 / 6, 8: -5 / 6, 3: 1 / 3, 9: 1 / 3}
+    assert weights == pytest.approx(expected, abs=1e-12)
+    readings = dict(zip(windows.own[:, 0], stencil_statistics(spiked(quadratic(), [9]), "triple")[0][:, 0]))
+    hand = {7: H / 3, 8: H / 3, 9: H / 3, 10: -5 / 6 * H, 6: -5 / 6 * H, 11: H / 3, 5: H / 3}
+    for start, value in readings.items():
+        assert value == pytest.approx(hand.get(start, 0.0), abs=1e-12), start
+    # a three-frame spike reads h on its own window
+    three = stencil_statistics(spiked(quadratic(), [8, 9, 10]), "triple")[0][:, 0]
+    assert dict(zip(windows.own[:, 0], three))[8] == pytest.approx(H, abs=1e-12)
+
+
+@pytest.mark.parametrize("frames", [[8, 9, 10], [T - 3, T - 2, T - 1], [4, 5, 8], [3, 4, 5, 12], [9, 10, 14, 15]],
+                         ids=lambda f: "-".join(map(str, f)))
+def test_runs_and_neighbouring_spikes_are_flagged_on_their_frames_only(frames):
+    curve = spiked(closed(), frames)
+    out = detect_spikes(curve, ZERO, ONE, TAU3, cycle="full")
+    assert np.flatnonzero(out["frame_inconsistent"]).tolist() == frames
+    # the triple stencil leaves 0.3 |(1 + 2 cos w)/3 - 5/3 cos 2w + 2/3 cos 3w| = 0.0040 of the sinusoid
+    np.testing.assert_allclose(out["estimate"][frames, 0], H, atol=0.005)
+
+
+def test_the_look_ahead_keeps_a_pair_and_a_spike_apart(monkeypatch):
+    # a pair on 4, 5 and a spike on 8: the pair's window and the spike's read h, but the window of
+    # frames 5-7 reads h/3 (its frame 5) - 5/6 (h + h) (frames 4 and 8) = -4/3 h, the largest, so the
+    # plain greedy search starts there and flags frames that carry nothing; weighing each
+    # candidate's whole explanation finds the three spiked frames
+    curve = spiked(closed(), [4, 5, 8])
+    readings = {name: dict(zip([tuple(o) for o in stencil_windows(T, name, "full").own],
+                               stencil_statistics(curve, name, "full")[0][:, 0])) for name in ("single", "pair", "triple")}
+    assert readings["triple"][5, 6, 7] == pytest.approx(-4 / 3 * H, abs=0.005)
+    assert readings["pair"][4, 5] == pytest.approx(H, abs=0.002) and readings["single"][8,] == pytest.approx(H, abs=0.002)
+    assert flagged(curve, "full", TAU3) == [4, 5, 8]
+    import echolatent.temporal.detection as detection
+    monkeypatch.setattr(detection, "LOOKAHEAD", 1)
+    assert flagged(curve, "full", TAU3) != [4, 5, 8]
+
+
+def shared_noise_references(n, rng, noise=0.01, own=0.0005):
+    """Two attributes carrying the same noise; the first one also a small noise of its own."""
+    out = []
+    for _ in range(n):
+        shared = noise * rng.standard_normal(T)
+        out.append(np.hstack([closed() + (shared + own * rng.standard_normal(T))[:, None],
+                              closed(amplitude=0.1) + shared[:, None]]))
+    return out
+
+
+def test_mixing_cancels_the_noise_the_attributes_share():
+    rng = np.random.default_rng(3)
+    references = shared_noise_references(40, rng)
+    lo, hi = np.zeros(2), np.ones(2)
+    mixed = stencil_thresholds(references, lo, hi, cycle="full")
+    alone = stencil_thresholds([r[:, :1] for r in references], ZERO, ONE, cycle="full")
+    assert "mix_single" not in alone                                       # one attribute: nothing to mix
+    # unmixed, the first attribute's threshold is the shared noise's (1.39 x 0.01 x some 3 SDs);
+    # mixed, its statistic is its reading minus the second one's, and what is left is its own noise
+    assert alone["tau_single"][0] > 0.03
+    assert mixed["tau_single"][0] < 0.005
+    matrix = np.stack([np.array(v.split(), float) for v in mixed["mix_single"]], axis=1)
+    assert matrix[0, 0] == matrix[1, 1] == 1.0                             # a defect on one attribute reads h
+    assert matrix[1, 0] == pytest.approx(-1.0, abs=0.01)                   # the first one's minus the second's
+    # a 0.02 spike on the first attribute: below the shared noise, above the first attribute's own
+    curve = shared_noise_references(1, rng)[0]
+    curve[9, 0] += 0.02
+    out = detect_spikes(curve, lo, hi, mixed, cycle="full")
+    assert np.flatnonzero(out["frame_inconsistent"]).tolist() == [9]
+    # (the second attribute's statistic, its reading minus the first one's, reads -0.02 there too)
+    assert out["inconsistent"][9, 0]
+    # the estimate is the removed reading of each attribute: the shared noise is in both, so their
+    # difference is the spike (up to the first attribute's own noise and the sinusoids' residuals)
+    assert out["estimate"][9, 0] - out["estimate"][9, 1] == pytest.approx(0.02, abs=0.003)
+
+
+def test_mixing_travels_with_the_thresholds_table(tmp_path):
+    from echolatent.temporal.thresholds import read_thresholds, write_thresholds
+
+    rng = np.random.default_rng(5)
+    rows = [pd.DataFrame({"patient_id": f"P{n}", "view": "4CH", "frame": np.arange(T), "a": r[:, 0], "b": r[:, 1]})
+            for n, r in enumerate(shared_noise_references(30, rng))]
+    table = derive_thresholds_table(pd.concat(rows), ["a", "b"], cycle="full")
+    write_thresholds(table, tmp_path / "t.tsv")
+    back = read_thresholds(tmp_path / "t.tsv")
+    curve = shared_noise_references(1, rng)[0]
+    curve[[6, 7], 0] += 0.02
+    lo, hi = table["lo"].to_numpy(float), table["hi"].to_numpy(float)
+    direct = detect_spikes(curve, lo, hi, {c: table[c].to_numpy() for c in table.columns if c.startswith(("tau_", "mix_"))},
+                           cycle="full")
+    via_table = Detector.from_table(back).check(curve, cycle="full")
+    assert np.flatnonzero(via_table["frame_inconsistent"]).tolist() == [6, 7]
+    for key in ("inconsistent", "estimate", "error_to_threshold"):
+        np.testing.assert_array_equal(via_table[key], direct[key])
+    # the mixing is tied to the order of the rows it was derived with
+    with pytest.raises(ValueError, match="derive the thresholds again"):
+        Detector.from_table(back.iloc[::-1].reset_index(drop=True))
+    # half cycles: neither the mixing nor the three-frame stencil
+    half_tau = stencil_thresholds([r[["a", "b"]].to_numpy()[:12] for r in rows], lo, hi, cycle="half")
+    assert not any(k.startswith("mix_") or "triple" in k for k in half_tau)

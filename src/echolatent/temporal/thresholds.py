@@ -71,10 +71,14 @@ Table format (TSV, one row per attribute or latent dimension)
 ``reference``    where the values come from (e.g. ``published:CAMUS``, ``truth``,
                  ``input:train``, ``latent:truth``)
 ``tau_end``      threshold of the first and last frames (:mod:`echolatent.temporal.metric`)
-``tau_single``, ``tau_single_end``, ``tau_pair``, ``tau_pair_end``
+``tau_single``, ``tau_single_end``, ``tau_pair``, ``tau_pair_end``, ``tau_triple``, ``tau_triple_end``
                  thresholds of the spike detector's stencils, interior and end windows
-                 (:mod:`echolatent.temporal.detection`); empty in the published table, which
-                 serves the TMI 2022 deviation only
+                 (:mod:`echolatent.temporal.detection`; the three-frame stencil for full cycles
+                 only); empty in the published table, which serves the TMI 2022 deviation only
+``mix_single``, ``mix_pair``, ``mix_triple``
+                 the spike detector's attribute mixing (max rule, full cycles; text, row ``k``
+                 holds attribute ``k``'s weights in the row order of the table: keep the rows
+                 as derived)
 """
 
 from __future__ import annotations
@@ -198,8 +202,8 @@ def derive_thresholds_table(table: pd.DataFrame, columns, *, names=None, space: 
         ``max``: the largest deviation of the reference (the published rule, for clean
         references); ``robust``: ``robust_k`` robust standard deviations of the reference
         deviations (for references that may hold defects; module docstring). The thresholds
-        of the spike detector's stencils (``tau_single``, ``tau_single_end``, ``tau_pair``,
-        ``tau_pair_end``) come from the same references by the same rule
+        of the spike detector's stencils (``tau_{single,pair,triple}[_end]``) and its mixing
+        (``mix_*``) come from the same references by the same rule
         (:func:`~echolatent.temporal.detection.stencil_thresholds`).
     robust_k : float
         Standard deviations of the robust rule.
