@@ -144,12 +144,12 @@ def _linear_weights(positions: np.ndarray, n_out: int) -> torch.Tensor:
 def _argmax_channels(logits: torch.Tensor) -> torch.Tensor:
     """``logits.argmax(1)`` as uint8 (first maximum wins, as argmax): a running comparison over
     the few classes, much faster on CPU than ``argmax`` over the strided class axis."""
-    best, index = logits[:, 0], torch.zeros(logits.shape[:1] + logits.shape[2:], dtype=torch.uint8,
-                                            device=logits.device)
+    best = logits[:, 0]
+    index = torch.zeros(logits.shape[:1] + logits.shape[2:], dtype=torch.uint8, device=logits.device)
     for c in range(1, logits.shape[1]):
         better = logits[:, c] > best
-        best = torch.where(better, logits[:, c], best)
-        index[better] = c
+        best = torch.maximum(best, logits[:, c])  # (ties keep the earlier class: `better` is strict)
+        index = torch.where(better, torch.tensor(c, dtype=torch.uint8, device=logits.device), index)
     return index
 
 
