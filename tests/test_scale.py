@@ -54,3 +54,20 @@ def test_one_decoder_pass_gives_both_grids():
     np.testing.assert_array_equal(large, decode_masks(model, codes, size=(83, 61), grid=48, batch_size=32))
     assert small.shape == (70, 32, 32) and large.shape == (70, 83, 61)
     assert len(np.unique(small)) == 4 and len(np.unique(large)) == 4
+
+
+def test_gathering_reads_only_the_columns_asked_for_in_shard_order(tmp_path):
+    import pandas as pd
+
+    from echolatent.io.tables import read_tables, write_table
+
+    write_table(pd.DataFrame({"patient_id": ["b", "a"], "frame": [0, 1], "mu_0": [0.5, 1.5], "logvar_0": [9.0, 9.0]}),
+                tmp_path / "shard-0.parquet")
+    write_table(pd.DataFrame({"patient_id": ["c"], "frame": [2], "mu_0": [2.5], "logvar_0": [9.0]}),
+                tmp_path / "shard-1.parquet")
+    shards = [tmp_path / "shard-0.parquet", tmp_path / "shard-1.parquet"]
+    codes = read_tables(shards, lambda c: c == "patient_id" or c.startswith("mu_"))
+    assert codes.columns.tolist() == ["patient_id", "mu_0"]
+    assert codes["patient_id"].tolist() == ["b", "a", "c"] and codes["mu_0"].tolist() == [0.5, 1.5, 2.5]
+    assert read_tables(shards[::-1], ["frame"])["frame"].tolist() == [2, 0, 1]
+    assert read_tables(shards).shape == (3, 4)

@@ -33,6 +33,8 @@ rule clinical_indices:
         indices="results/clinical/indices.tsv",
     log:
         "logs/clinical_indices.log",
+    benchmark:
+        "logs/benchmarks/clinical_indices.tsv"
     params:
         dataset="mask_native",
         disc_rule=config["clinical"]["disc_rule"],
@@ -61,6 +63,8 @@ rule clinical_indices_model:
         indices="results/clinical/{masks}/{model}/indices.tsv",
     log:
         "logs/clinical_indices/{masks}/{model}.log",
+    benchmark:
+        "logs/benchmarks/clinical_indices/{masks}/{model}.tsv"
     wildcard_constraints:
         masks="|".join(MODEL_MASK_FOLDERS),
     params:

@@ -38,6 +38,8 @@ rule model_quality:
         quality="results/models/{model}/quality.tsv",
     log:
         "logs/model_quality/{model}.log",
+    benchmark:
+        "logs/benchmarks/model_quality/{model}.tsv"
     threads: 1
     resources:
         mem_mb=mem_by_attempt(2000),
@@ -57,6 +59,8 @@ rule study_quality:
         quality=report("results/models/quality.tsv", caption="../report/study_quality.rst", category="Models"),
     log:
         "logs/study_quality.log",
+    benchmark:
+        "logs/benchmarks/study_quality.tsv"
     threads: 1
     resources:
         mem_mb=mem_by_attempt(1000),

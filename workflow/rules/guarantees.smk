@@ -83,6 +83,8 @@ rule guarantees_summary:
         ),
     log:
         "logs/guarantees/summary/{model}.log",
+    benchmark:
+        "logs/benchmarks/guarantees/summary/{model}.tsv"
     threads: 1
     resources:
         mem_mb=mem_by_attempt(1000),
@@ -102,6 +104,8 @@ rule export_guaranteed_nifti:
         folder=directory("results/guarantees/{model}/nifti/shard-{shard}"),
     log:
         "logs/export_guaranteed_nifti/{model}/{shard}.log",
+    benchmark:
+        "logs/benchmarks/export_guaranteed_nifti/{model}/{shard}.tsv"
     threads: 1
     resources:
         mem_mb=mem_by_attempt(2000),

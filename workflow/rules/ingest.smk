@@ -30,6 +30,8 @@ rule cohort_manifest:
         manifest="results/cohort/manifest/cohort.tsv",
     log:
         "logs/cohort_manifest.log",
+    benchmark:
+        "logs/benchmarks/cohort_manifest.tsv"
     params:
         **source_params(),
         extra_files=covariate_files(),
@@ -54,6 +56,8 @@ rule shard_manifest:
         manifest="results/cohort/manifest/shard-{shard}.tsv",
     log:
         "logs/shard_manifest/{shard}.log",
+    benchmark:
+        "logs/benchmarks/shard_manifest/{shard}.tsv"
     params:
         **source_params(),
     threads: 1
@@ -75,6 +79,8 @@ rule plan_cohort:
         plan="results/cohort/plan.tsv",
     log:
         "logs/plan_cohort.log",
+    benchmark:
+        "logs/benchmarks/plan_cohort.tsv"
     params:
         source=COHORT["source"],
         cycle=cohort_cycle(),
@@ -143,6 +149,8 @@ rule merge_cohort:
         **truth_table_outputs(),
     log:
         "logs/merge_cohort.log",
+    benchmark:
+        "logs/benchmarks/merge_cohort.tsv"
     params:
         source=COHORT["source"],
         cycle=cohort_cycle(),

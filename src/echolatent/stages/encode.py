@@ -28,7 +28,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from echolatent.io.tables import read_table, write_table
+from echolatent.io.tables import read_table, read_tables, write_table
 from echolatent.models.quality import reconstruction_quality, study_quality
 
 __all__ = ["load_corrector", "encode_stage", "quality_stage", "study_quality_stage", "decode_codes_stage"]
@@ -63,7 +63,7 @@ def encode_stage(checkpoint, shard, *, out_table, out_h5, model_name: str = "", 
 
     model, _, dev = load_corrector(checkpoint, device)
     return encode_shard(shard, model, out_table=out_table, out_h5=out_h5, batch_size=batch_size, device=dev,
-                        model_name=model_name)
+                        model_name=model_name, channels_last=True)
 
 
 def quality_stage(latent_tables, patients, *, model: str, out) -> pd.DataFrame:
@@ -73,7 +73,8 @@ def quality_stage(latent_tables, patients, *, model: str, out) -> pd.DataFrame:
     ``latent_tables``: the model's ``results/latents/{model}/shard-*.parquet``;
     ``patients``: ``results/cohort/patients.tsv`` (the split of every patient).
     """
-    latents = pd.concat([read_table(path) for path in latent_tables], ignore_index=True)
+    # the Dice columns only: the codes (half the table) stay on disk
+    latents = read_tables(latent_tables, lambda c: c in ("patient_id", "view", "frame") or c.startswith("dice_"))
     table = reconstruction_quality(latents, patients, model=model)
     write_table(table, out)
     return table

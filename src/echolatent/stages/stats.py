@@ -39,7 +39,7 @@ from pathlib import Path
 import pandas as pd
 
 from echolatent.io.atomic import atomic_path
-from echolatent.io.tables import read_table, write_table
+from echolatent.io.tables import read_table, read_tables, write_table
 
 __all__ = ["patients_stage", "table1_stage", "effects_stage", "analysed_patients", "agreement_stage", "curves_stage", "latent_stage", "classification_stage"]
 
@@ -51,8 +51,13 @@ TABLE1_CATEGORICAL = ["sex", "image_quality_2CH", "image_quality_4CH"]
 TABLE1_QC = ["qc.anatomical_error_frames"]
 
 
-def _concat(paths) -> pd.DataFrame:
-    return pd.concat([read_table(p) for p in paths], ignore_index=True)
+def _concat(paths, columns=None) -> pd.DataFrame:
+    """The shards of a frame table as one, reading only ``columns`` (:func:`~echolatent.io.tables.read_tables`)."""
+    return read_tables(paths, columns)
+
+
+#: What the analysis table reads of the frame tables (the rest of their columns stay on disk).
+_FRAME_KEYS = ("patient_id", "view", "frame")
 
 
 def _by_model(paths) -> dict[str, list]:
@@ -87,8 +92,10 @@ def patients_stage(patients, sequences, clinical, attributes, anatomy, latents=N
     cohort = read_table(patients)
     control, case = _groups(cohort, groups)
     table, exclusions = analysis_table(
-        cohort, read_table(sequences), read_table(clinical), _concat(attributes), _concat(anatomy),
-        {model: _concat(paths) for model, paths in _by_model(latents or []).items()},
+        cohort, read_table(sequences), read_table(clinical), _concat(attributes, [*_FRAME_KEYS, *MM_ATTRIBUTES]),
+        _concat(anatomy, [*_FRAME_KEYS, "anatomical_errors"]),
+        {model: _concat(paths, lambda c: c in _FRAME_KEYS or c.startswith("mu_"))
+         for model, paths in _by_model(latents or []).items()},
         {model: _concat(paths) for model, paths in _by_model(corrections or []).items()},
         attribute_columns=list(MM_ATTRIBUTES), control=control, case=case, splits=list(splits),
         covariates=list(covariates))
@@ -253,7 +260,7 @@ def latent_stage(table, latents, attributes, patients, *, model: str, regularise
     rows, control, case = analysed_patients(read_table(table), groups, min_group_size, covariates)
     frames = _concat(latents)
     keys = ["patient_id", "view", "frame"]
-    frames = frames.merge(_concat(attributes)[[*keys, *MM_ATTRIBUTES]], on=keys, how="left", validate="one_to_one")
+    frames = frames.merge(_concat(attributes, [*keys, *MM_ATTRIBUTES]), on=keys, how="left", validate="one_to_one")
     frames = frames.merge(read_table(patients)[["patient_id", "split"]], on="patient_id", how="left")
     # the model was regularised on model-grid attributes (fixed mm per pixel): the physical ones rank alike
     tied = {dim: PHYSICAL_NAMES.get(name, name) for dim, name in enumerate(regularised)}

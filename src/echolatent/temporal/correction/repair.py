@@ -149,6 +149,16 @@ def repair_sequences(model, masks_native: list[np.ndarray], *, constraint: Laten
             mu = encode_mu(model, model_input(encoded, model, grid), batch_size=config.batch_size, device=device)
             decoded_mu = {}
             sdf_cache = {}  # signed distances of `base` and `decoded_mu`, reused by every round and weight
+            previous_z = {}
+            validity = {}  # rebuilt frame (bytes) -> passes the criteria: weights and rounds rebuild alike
+
+            def valid(frames):
+                keys = [frame.tobytes() for frame in frames]
+                new = [k for k, key in enumerate(keys) if key not in validity]
+                if new:
+                    passed = ~failed(frames[new]).any(axis=1)
+                    validity.update((keys[k], bool(ok)) for k, ok in zip(new, passed))
+                return np.array([validity[key] for key in keys], bool)
             for round_ in range(config.repair_rounds):
                 if round_ == 0 and minimal.any():
                     # First make every frame valid (their smallest edits), then plan the temporal
@@ -175,13 +185,16 @@ def repair_sequences(model, masks_native: list[np.ndarray], *, constraint: Laten
                 decoded_z = dict(zip(repaired, decode_masks(model, z[repaired], batch_size=config.batch_size,
                                                             device=device, size=size, grid=grid)))
                 for key in [key for key in sdf_cache if key[0] == "z"]:
-                    del sdf_cache[key]  # decoded_z is this round's
+                    # decoded_z is this round's: a frame decoded as before keeps its signed distances
+                    if key[1] not in decoded_z or not np.array_equal(decoded_z[key[1]], previous_z.get(key[1])):
+                        del sdf_cache[key]
+                previous_z = decoded_z
                 best = None
                 for weight in config.decoder_weights:  # first best: the decoder's path unless it hurts
                     candidate, rebuilt = repair_frames(
                         base, decoded_mu, decoded_z, regions, keep_atrium=keep_la, drop_atrium=drop_la,
                         decoder_weight=weight,
-                        minimal=minimal, valid=lambda frames: ~failed(frames).any(axis=1), return_regions=True,
+                        minimal=minimal, valid=valid, return_regions=True,
                         cycle=cycle, cache=sdf_cache)
                     c_curve, c_check = recheck_changed(curve_base, base, candidate, spacing, thresholds, cycle)
                     score = int(c_check["frame_inconsistent"].sum())
