@@ -59,8 +59,9 @@ STAGES = {
 
 def snakemake(workdir: Path, config: Path, *targets, extra=()) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-                    str(workdir), "--configfile", str(config), *extra, *targets], check=True, cwd=REPO)
+    # targets first: --configfile and --rerun-triggers take every value that follows them
+    subprocess.run([sys.executable, "-m", "snakemake", *targets, "--snakefile", str(REPO / "Snakefile"),
+                    "--directory", str(workdir), *extra, "--configfile", str(config)], check=True, cwd=REPO)
     return time.perf_counter() - start
 
 
@@ -92,7 +93,8 @@ def job_table(workdir: Path, patients: int) -> pd.DataFrame:
     """One row per job: rule, wall seconds, peak RSS (MB), from the rules' benchmark files."""
     rows = []
     for path in sorted((workdir / "logs" / "benchmarks").rglob("*.tsv")):
-        rule = path.relative_to(workdir / "logs" / "benchmarks").parts[0]
+        parts = path.relative_to(workdir / "logs" / "benchmarks").parts
+        rule = parts[0] if len(parts) > 1 else path.stem  # a rule of one job: logs/benchmarks/{rule}.tsv
         if rule not in STAGES:
             continue
         record = pd.read_csv(path, sep="\t").iloc[-1]
