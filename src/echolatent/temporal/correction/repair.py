@@ -159,6 +159,7 @@ def repair_sequences(model, masks_native: list[np.ndarray], *, constraint: Laten
                     passed = ~failed(frames[new]).any(axis=1)
                     validity.update((keys[k], bool(ok)) for k, ok in zip(new, passed))
                 return np.array([validity[key] for key in keys], bool)
+
             for round_ in range(config.repair_rounds):
                 if round_ == 0 and minimal.any():
                     # First make every frame valid (their smallest edits), then plan the temporal
