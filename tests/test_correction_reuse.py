@@ -113,3 +113,13 @@ def test_the_input_criteria_table_is_what_the_correction_reads(corrected):
     row = (told["patient_id"] == target["patient_id"]) & (told["view"] == target["view"])
     assert int(told.loc[row, "anatomical_errors_before"].iloc[0]) == \
         int(plain.loc[row, "anatomical_errors_before"].iloc[0]) + 1
+
+
+def test_a_criteria_table_without_its_columns_is_refused_naming_the_file(corrected):
+    out, criteria, run = corrected
+    from echolatent.io.tables import write_table
+
+    write_table(criteria.drop(columns=["holes_in_lv"]), out / "broken.parquet")
+    with pytest.raises(ValueError, match=r"broken\.parquet.*holes_in_lv"):
+        run("broken", out / "broken.parquet")
+    assert not (out / "broken.tsv").exists() and not (out / "broken.h5").exists()

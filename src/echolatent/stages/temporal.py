@@ -285,9 +285,17 @@ def correction_stage(checkpoint, shard, image_thresholds, latent_thresholds, *, 
     config = CorrectionConfig.from_settings(settings.get("temporal"), settings.get("encoding"))
     logger.info(f"correction settings {json.dumps(settings)}; constrained dims "
                 f"{[] if constraint is None else constraint.dims.tolist()}")
+    measured = None
+    if criteria is not None:
+        from echolatent.shape.criteria_definitions import CRITERIA
+
+        measured = read_table(criteria)
+        missing = [c for c in ("patient_id", "view", "frame", *CRITERIA) if c not in measured.columns]
+        if missing:
+            raise ValueError(f"{criteria}: the anatomical criteria table lacks the columns {missing}")
     table = correct_shard(shard, model, image_thresholds=image, constraint=constraint, config=config,
                           truth_shard=truth_shard, out_h5=out_h5, model_name=model_name, device=dev,
-                          cycle=cycle, input_criteria=None if criteria is None else read_table(criteria))
+                          cycle=cycle, input_criteria=measured)
     if frames is not None:
         from echolatent.temporal.evaluation import injected_defects
 
