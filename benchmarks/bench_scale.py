@@ -1,11 +1,14 @@
 """How the non-training stages grow with the cohort: 100, 1,000 and 10,000 synthetic patients (issue 18).
 
     python benchmarks/bench_scale.py --models RUN/results --workdir SCALE [--patients 100 1000 10000]
-        [--patients-per-shard 125] [--cores 2] [--plot benchmarks/scale.png]
+        [--patients-per-shard 125] [--cores 2] [--torch-threads 1] [--plot benchmarks/scale.png]
 
 Each cohort is the default study (``config/config.yaml``) with ``cohort.synthetic.n_patients``
-set and ``cohort.shards`` = patients / ``--patients-per-shard`` (the rule of thumb of
-``config/README.md``), run by the real workflow in ``SCALE/{patients}``:
+set, ``cohort.shards`` = patients / ``--patients-per-shard`` (the rule of thumb of
+``config/README.md``) and the AR-VAE's ``num_threads`` = ``--torch-threads`` (1: a network job
+asks for one core, so ``--cores`` jobs run side by side; with the default 2 threads the
+encoding and correction jobs of a 2-core machine would run one at a time, half idle), run by
+the real workflow in ``SCALE/{patients}``:
 
 1. ``snakemake`` up to the cohort and the anatomy of its masks (simulation, ingestion,
    criteria and attributes of every frame);
@@ -65,12 +68,16 @@ def snakemake(workdir: Path, config: Path, *targets, extra=()) -> float:
     return time.perf_counter() - start
 
 
-def run_cohort(patients: int, *, models: Path, workdir: Path, per_shard: int, cores: int) -> dict:
+def run_cohort(patients: int, *, models: Path, workdir: Path, per_shard: int, cores: int,
+               torch_threads: int = 1) -> dict:
     """Run one cohort's non-training stages (module docstring); returns the planning and run times."""
     workdir.mkdir(parents=True, exist_ok=True)
     shards = max(1, math.ceil(patients / per_shard))
     config = workdir / "scale.yaml"
-    config.write_text(yaml.safe_dump({"cohort": {"shards": shards, "synthetic": {"n_patients": patients}}}))
+    arvae = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"]["arvae"]
+    arvae.setdefault("training", {})["num_threads"] = torch_threads
+    config.write_text(yaml.safe_dump({"cohort": {"shards": shards, "synthetic": {"n_patients": patients}},
+                                      "models": {"arvae": arvae}}))
     ks = range(shards)
     first = ["results/cohort/sequences.tsv"] + [f"results/anatomy/input/shard-{k}.parquet" for k in ks]
     second = ([f"results/latents/arvae/shard-{k}.parquet" for k in ks] +
@@ -78,7 +85,8 @@ def run_cohort(patients: int, *, models: Path, workdir: Path, per_shard: int, co
               ["results/temporal/arvae/summary.tsv", "results/temporal/detection.tsv"])
     times = {"patients": patients, "shards": shards}
     times["plan_s"] = snakemake(workdir, config, *first, *second, extra=("--dry-run", "--quiet"))
-    run = ("--cores", str(cores), "--resources", "gpu=1")
+    # (--rerun-incomplete: a cohort whose run was stopped is taken up where it stood)
+    run = ("--cores", str(cores), "--resources", "gpu=1", "--rerun-incomplete")
     times["first_s"] = snakemake(workdir, config, *first, extra=run)
     folder = workdir / "results" / "models" / "arvae"
     folder.mkdir(parents=True, exist_ok=True)
@@ -90,7 +98,7 @@ def run_cohort(patients: int, *, models: Path, workdir: Path, per_shard: int, co
 
 
 def job_table(workdir: Path, patients: int) -> pd.DataFrame:
-    """One row per job: rule, wall seconds, peak RSS (MB), from the rules' benchmark files."""
+    """One row per job: rule, wall and CPU seconds, peak RSS (MB), from the rules' benchmark files."""
     rows = []
     for path in sorted((workdir / "logs" / "benchmarks").rglob("*.tsv")):
         parts = path.relative_to(workdir / "logs" / "benchmarks").parts
@@ -99,22 +107,25 @@ def job_table(workdir: Path, patients: int) -> pd.DataFrame:
             continue
         record = pd.read_csv(path, sep="\t").iloc[-1]
         rows.append({"patients": patients, "rule": rule, "stage": STAGES[rule], "s": float(record["s"]),
-                     "max_rss_mb": float(record["max_rss"])})
+                     "cpu_s": float(record["cpu_time"]), "max_rss_mb": float(record["max_rss"])})
     return pd.DataFrame(rows)
 
 
 def summarise(jobs: pd.DataFrame) -> pd.DataFrame:
-    """Per cohort size and stage: jobs, job-seconds, frames per job-second, largest peak RSS."""
-    table = jobs.groupby(["stage", "patients"], sort=False).agg(jobs=("s", "size"), job_seconds=("s", "sum"),
-                                                                 peak_rss_mb=("max_rss_mb", "max")).reset_index()
+    """Per cohort size and stage: jobs, job-seconds (wall, and CPU: less sensitive to other load
+    on the machine), frames per job-second, largest peak RSS, log-log slopes of both."""
+    table = jobs.groupby(["stage", "patients"], sort=False).agg(
+        jobs=("s", "size"), job_seconds=("s", "sum"), cpu_seconds=("cpu_s", "sum"),
+        peak_rss_mb=("max_rss_mb", "max")).reset_index()
     table["frames_per_s"] = table["patients"] * FRAMES_PER_PATIENT / table["job_seconds"]
-    slopes = []
-    for stage, part in table.groupby("stage", sort=False):
-        part = part.sort_values("patients")
-        x, y = part["patients"].to_numpy(float), part["job_seconds"].to_numpy(float)
-        slope = [math.nan] + [math.log(y[i] / y[i - 1]) / math.log(x[i] / x[i - 1]) for i in range(1, len(x))]
-        slopes.append(pd.Series(slope, index=part.index))
-    table["slope_from_previous"] = pd.concat(slopes)
+    for column, name in (("job_seconds", "slope_from_previous"), ("cpu_seconds", "cpu_slope_from_previous")):
+        slopes = []
+        for stage, part in table.groupby("stage", sort=False):
+            part = part.sort_values("patients")
+            x, y = part["patients"].to_numpy(float), part[column].to_numpy(float)
+            slope = [math.nan] + [math.log(y[i] / y[i - 1]) / math.log(x[i] / x[i - 1]) for i in range(1, len(x))]
+            slopes.append(pd.Series(slope, index=part.index))
+        table[name] = pd.concat(slopes)
     return table
 
 
@@ -144,6 +155,7 @@ def main(argv=None) -> None:
     parser.add_argument("--patients", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument("--patients-per-shard", type=int, default=125)
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--torch-threads", type=int, default=1, help="num_threads of the AR-VAE's jobs")
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args(argv)
     jobs, times = [], []
@@ -152,7 +164,8 @@ def main(argv=None) -> None:
         done = workdir / "times.yaml"
         times.append(yaml.safe_load(done.read_text()) if done.exists() else
                      run_cohort(patients, models=args.models.resolve(), workdir=workdir,
-                                per_shard=args.patients_per_shard, cores=args.cores))
+                                per_shard=args.patients_per_shard, cores=args.cores,
+                                torch_threads=args.torch_threads))
         jobs.append(job_table(workdir, patients))
     table = summarise(pd.concat(jobs, ignore_index=True))
     print(pd.DataFrame(times).to_markdown(index=False, floatfmt=".1f"))

@@ -311,6 +311,36 @@ def test_native_decoding_helpers_match_their_plain_versions():
     assert np.all(np.diff(ramp[inside]) >= 0) and abs(ramp[positions[10]] - 10) < 1e-5
 
 
+def test_native_argmax_of_the_boundary_band_equals_the_upsampled_logits_argmax():
+    """The band-limited native argmax equals the argmax of the fully upsampled logits (two
+    matrix products), on smooth fields with boundaries, ties, a flat region and unequal
+    native sizes through a cohort grid."""
+    from echolatent.models.inference import (_argmax_channels, _linear_taps, _linear_weights,
+                                             _upsampled_argmax, sampled_positions)
+
+    gen = torch.Generator().manual_seed(3)
+    s = 16
+    yy, xx = torch.meshgrid(torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32),
+                            indexing="ij")
+    fields = []
+    for _ in range(6):  # classes as smooth bumps around random centres: curved boundaries
+        centres = torch.rand(4, 2, generator=gen) * s
+        widths = 2 + 4 * torch.rand(4, generator=gen)
+        fields.append(torch.stack([-((yy - cy) ** 2 + (xx - cx) ** 2) / w for (cy, cx), w in zip(centres, widths)]))
+    logits = torch.stack(fields)
+    logits[0, 2] = logits[0, 1]                 # exact ties everywhere between two classes
+    logits[1] = 0.0                             # a flat decoding: all classes tie
+    logits[2, :, :4, :4] = torch.tensor([5.0, 5.0 + 5e-7, 0.0, 0.0])[:, None, None]  # a near-tie
+    top = _argmax_channels(logits)
+    for native, grid in (((64, 64), None), ((70, 50), None), ((96, 120), 40)):
+        rows = sampled_positions(native[0], s, grid)
+        cols = sampled_positions(native[1], s, grid)
+        plain = _argmax_channels(_linear_weights(rows, native[0]) @ logits @ _linear_weights(cols, native[1]).T)
+        band = _upsampled_argmax(logits, top, _linear_taps(rows, native[0]), _linear_taps(cols, native[1]))
+        assert band.shape == (6, *native) and band.dtype == torch.uint8
+        np.testing.assert_array_equal(band.numpy(), plain.numpy())
+
+
 def test_an_empty_shard_is_an_error_and_leaves_no_output(tmp_path):
     from echolatent.models.shard_encoding import encode_shard
 
