@@ -9,10 +9,11 @@ thresholds. A larger cohort's shards with the default run's model measure the co
 sequence with the job's fixed costs (imports, loading) spread over more sequences. The baseline's package is exported with
 ``git archive`` into a temporary folder; every job runs in a fresh Python process, the
 baseline and this tree alternating shard by shard (so that a change of load on a shared
-machine falls on both), with the same settings (``config/config.yaml``). For each job:
-wall time of the stage call and of the whole process, peak RSS, and whether the outputs
-(table and HDF5 shard) are identical to the baseline's to the bit. ``--profile`` prints the
-20 functions of each version with the largest own time (cProfile) for the first shard.
+machine falls on both), with the same settings (``config/config.yaml``). For each job: wall
+and CPU time of the stage call (CPU time is the steadier one on a loaded machine), wall time
+of the whole process, peak RSS, whether the outputs (table and HDF5 shard) are identical to
+the baseline's to the bit, and how many values differ. ``--profile`` prints the 20 functions
+of each version with the largest own time (cProfile) for the first shard.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import torch, yaml
 stage, results, shard, out, threads, profile, reuse, config, M = sys.argv[1:10]
 torch.set_num_threads(int(threads))
 R = results
-start = time.perf_counter()
+start, cpu_start = time.perf_counter(), time.process_time()
 profiler = cProfile.Profile() if profile == "1" else None
 if profiler: profiler.enable()
 if stage == "encode":
@@ -52,13 +53,13 @@ else:
                      truth_shard=f"{R}/cohort/truth/shard-{shard}.h5", frames=f"{R}/cohort/truth/frames.tsv",
                      cycle="full", patients=f"{R}/cohort/patients.tsv", out_table=f"{out}.tsv", out_h5=f"{out}.h5",
                      model_name="arvae", device="cpu", **extra)
-seconds = time.perf_counter() - start
+seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
 if profiler:
     profiler.disable()
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(20)
     print(text.getvalue())
-print(json.dumps({"seconds": seconds, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
@@ -88,15 +89,16 @@ def run_child(stage: str, results: Path, shard: int, out: Path, *, src: Path, th
     return record
 
 
-def identical(a: Path, b: Path, table_suffix: str) -> bool:
-    """Whether two jobs wrote the same table and the same HDF5 datasets, to the bit."""
+def identical(a: Path, b: Path, table_suffix: str) -> tuple[bool, int]:
+    """Whether two jobs wrote the same table and the same HDF5 datasets, to the bit, and how
+    many dataset values differ (0 when identical)."""
     import h5py
     import numpy as np
     import pandas as pd
 
     read = pd.read_parquet if table_suffix == ".parquet" else (lambda p: pd.read_csv(p, sep="\t"))
     if not read(a.with_suffix(table_suffix)).equals(read(b.with_suffix(table_suffix))):
-        return False
+        return False, -1
 
     def datasets(path):
         out = {}
@@ -105,7 +107,11 @@ def identical(a: Path, b: Path, table_suffix: str) -> bool:
         return out
 
     x, y = datasets(a.with_suffix(".h5")), datasets(b.with_suffix(".h5"))
-    return x.keys() == y.keys() and all(np.array_equal(x[k], y[k], equal_nan=x[k].dtype.kind == "f") for k in x)
+    if x.keys() != y.keys() or any(x[k].shape != y[k].shape for k in x):
+        return False, -1
+    differ = sum(int((~((x[k] == y[k]) | (np.isnan(x[k]) & np.isnan(y[k])) if x[k].dtype.kind == "f"
+                        else x[k] == y[k])).sum()) for k in x)
+    return differ == 0, differ
 
 
 def sequences_in(shard: Path) -> int:
@@ -144,7 +150,7 @@ def main(argv=None) -> None:
                         records[name] = run_child(stage, results, shard, out, src=versions[name], threads=args.threads,
                                                   profile=args.profile and i == 0 and repeat == 0,
                                                   reuse=name == "this tree", models=models)
-                    same = identical(tmp / f"{stage}-{shard}-baseline", tmp / f"{stage}-{shard}-this_tree", suffix)
+                    same, differ = identical(tmp / f"{stage}-{shard}-baseline", tmp / f"{stage}-{shard}-this_tree", suffix)
                     n = sequences_in(results / "cohort" / f"shard-{shard}.h5")
                     base, new = records["baseline"], records["this tree"]
                     rows.append({"stage": stage, "shard": shard, "repeat": repeat, "sequences": n,
@@ -152,16 +158,20 @@ def main(argv=None) -> None:
                                  "baseline_ms_per_sequence": 1000 * base["seconds"] / n,
                                  "new_ms_per_sequence": 1000 * new["seconds"] / n,
                                  "ratio": base["seconds"] / new["seconds"],
+                                 "baseline_cpu_s": base["cpu_seconds"], "new_cpu_s": new["cpu_seconds"],
+                                 "cpu_ratio": base["cpu_seconds"] / new["cpu_seconds"],
                                  "process_ratio": base["process_seconds"] / new["process_seconds"],
                                  "baseline_rss_mb": base["max_rss_mb"], "new_rss_mb": new["max_rss_mb"],
-                                 "identical": same})
+                                 "identical": same, "values_differing": differ})
                     print(json.dumps(rows[-1]), flush=True)
     import pandas as pd
 
     table = pd.DataFrame(rows)
     totals = table.groupby("stage").agg(sequences=("sequences", "sum"), baseline_s=("baseline_s", "sum"),
-                                        new_s=("new_s", "sum"), identical=("identical", "all"))
+                                        new_s=("new_s", "sum"), baseline_cpu_s=("baseline_cpu_s", "sum"),
+                                        new_cpu_s=("new_cpu_s", "sum"), identical=("identical", "all"))
     totals["ratio"] = totals["baseline_s"] / totals["new_s"]
+    totals["cpu_ratio"] = totals["baseline_cpu_s"] / totals["new_cpu_s"]
     print(table.to_markdown(index=False, floatfmt=".2f"))
     print(totals.to_markdown(floatfmt=".2f"))
 
