@@ -40,7 +40,7 @@ readme-figures: figures
 	$(BIN)/python -m echolatent.figures.readme results/figures docs/figures
 
 test: setup browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # Headless Chromium, for the test that opens the HTML report; where it cannot be installed
 # (no apt-get, not root, offline) that test is skipped with the reason.
