@@ -123,3 +123,123 @@ def test_a_criteria_table_without_its_columns_is_refused_naming_the_file(correct
     with pytest.raises(ValueError, match=r"broken\.parquet.*holes_in_lv"):
         run("broken", out / "broken.parquet")
     assert not (out / "broken.tsv").exists() and not (out / "broken.h5").exists()
+
+
+# --------------------------------------------------------------------------- reuse of the repair's measurements
+def test_the_table_after_columns_equal_a_measurement_from_scratch(corrected, tiny_cohort):
+    """``anatomical_errors_after`` and the Dice after, measured again on the written output:
+    the table reuses the repair's criteria of its rebuilt frames and the Dice before of the
+    frames it leaves as they were."""
+    from echolatent.models.config import CLASS_NAMES
+    from echolatent.models.quality import dice_scores
+    from echolatent.shape.criteria import criteria_matrix, failed_criteria
+    from echolatent.io.shards import iter_shard
+
+    out, _, run = corrected
+    table = run("scratch", out / "criteria.parquet").set_index(["patient_id", "view"])
+    assert table["corrected"].any()
+    truth = _masks(tiny_cohort / "cohort" / "truth" / "shard-0.h5")
+    spacings = {(s.patient_id, s.view): s.spacing("mask_native")
+                for s in iter_shard(tiny_cohort / "cohort" / "shard-0.h5", ("mask_native",))}
+    labels = (LV, MYO, LA)
+    for key, masks in _masks(out / "scratch.h5").items():
+        failed = failed_criteria(criteria_matrix(masks, spacings[key], labels=labels), labels=labels)
+        assert table.loc[key, "anatomical_errors_after"] == int(failed.any(axis=1).sum()), key
+        dice = dice_scores(masks, truth[key], labels)
+        with np.errstate(all="ignore"):
+            per_class = np.nanmean(dice, axis=0)
+        for label, value in zip(labels, per_class):
+            np.testing.assert_equal(table.loc[key, f"dice_{CLASS_NAMES[label]}_after"], value)
+        np.testing.assert_equal(table.loc[key, "dice_after"], np.nanmean(dice))
+
+
+def test_the_output_criteria_reuse_the_repairs_measurement_of_its_rebuilt_frame():
+    """A cut through the wall takes the smallest valid edit, whose criteria the repair measured:
+    they are carried out (``measured``) and equal a measurement from scratch."""
+    from conftest import KnownModel, clean_scales, image_arrays, image_thresholds, sequence
+    from echolatent.shape.criteria import criteria_matrix
+    from echolatent.temporal.correction.sequences import correct_sequences
+
+    references = [sequence(clean_scales(20, phase)) for phase in (0.0, 0.3, 0.6, 0.9)]
+    thresholds = image_arrays(image_thresholds(references))
+    clean = sequence(clean_scales(20, 0.45))
+    broken = clean.copy()
+    rows, cols = np.mgrid[0:48, 0:48]
+    broken[5][(clean[5] == MYO) & (rows >= 20) & (rows <= 21) & (cols < 24)] = BACKGROUND
+    spacing = (1.0, 1.0)
+    r = correct_sequences(KnownModel(), [broken], constraint=None, spacings=[spacing], image=thresholds)[0]
+    assert r.method == "repair" and r.replaced[5]
+    # frame 5 is known from the repair (not from its starting point), the others from the start
+    np.testing.assert_array_equal(r.measured[5], r.masks[5])
+    assert (r.measured[5] != r.start[5]).any()
+    np.testing.assert_array_equal(np.delete(r.measured, 5, 0), np.delete(r.start, 5, 0))
+    scratch = criteria_matrix(r.measured, spacing)
+    np.testing.assert_array_equal(r.measured_criteria, scratch)
+    np.testing.assert_array_equal(criteria_matrix(r.masks, spacing, known=(r.measured, r.measured_criteria)),
+                                  criteria_matrix(r.masks, spacing))
+
+
+def test_the_dice_after_takes_the_before_rows_of_unchanged_frames_nan_included():
+    from echolatent.models.quality import dice_scores
+    from echolatent.temporal.correction.shard import _dice_after
+
+    clean = np.zeros((3, 12, 12), np.uint8)
+    clean[:, 2:8, 3:9] = LV
+    clean[:, 8:10, 3:9] = MYO                 # no LA anywhere: NaN Dice where the maps have none either
+    before = clean.copy()
+    before[0, 2:4] = BACKGROUND
+    before[1, 2:5] = BACKGROUND
+    after = before.copy()
+    after[1] = clean[1]                       # a repaired frame
+    after[2, 10, 3:6] = LA                    # an LA appears: its Dice is 0, no longer NaN
+    labels = (LV, MYO, LA)
+    got = _dice_after(dice_scores(before, clean, labels), before, after, clean, labels)
+    truth = dice_scores(after, clean, labels)
+    np.testing.assert_array_equal(got, truth)  # NaN where NaN
+    assert np.isnan(got[0, 2]) and got[2, 2] == 0.0 and got[1, 0] == 1.0
+
+
+def test_recheck_changed_measures_each_distinct_frame_once_and_gives_the_same_curves():
+    from conftest import clean_scales, image_arrays, image_thresholds, render, sequence
+    from echolatent.shape.attributes import shape_attributes
+    from echolatent.temporal.correction.consistency import image_spec, recheck_changed
+
+    base = sequence(clean_scales(10))
+    detector = image_spec(image_arrays(image_thresholds([base])), 0.0, "deviation", None)
+    spacing = (1.0, 1.0)
+    curves = shape_attributes(base, spacing)[list(detector.names)].to_numpy(np.float64)
+    first, second = base.copy(), base.copy()
+    first[3], first[4] = render(1.1), render(0.9)
+    second[4], second[5] = render(0.9), render(1.2)   # frame 4 as in `first`, frame 5 new
+    cache = {}
+    recheck_changed(curves, base, first, spacing, detector, cache=cache)
+    got, check = recheck_changed(curves, base, second, spacing, detector, cache=cache)
+    assert len(cache) == 3
+    truth = shape_attributes(second, spacing)[list(detector.names)].to_numpy(np.float64)
+    np.testing.assert_array_equal(got, truth)
+    np.testing.assert_array_equal(check["frame_inconsistent"], detector.check(truth)["frame_inconsistent"])
+
+
+def test_repair_frames_rebuilds_a_frame_again_when_its_decoding_changes():
+    """The rebuilt frames kept across calls (``built``) serve only a call that would rebuild them alike."""
+    from conftest import clean_scales, render, sequence
+    from echolatent.temporal.correction.rebuild import repair_frames
+    from echolatent.temporal.correction.regions import REGIONS
+
+    scales = clean_scales(7)
+    base = preclean(sequence(scales))
+    decoded_mu = {t: render(s * 1.03) for t, s in enumerate(scales)}
+    regions = np.zeros((7, 3), bool)
+    regions[3, REGIONS.index("lv")] = regions[3, REGIONS.index("epi")] = True
+    built = {}
+    for weight in (1.0, 0.0):
+        outputs = []
+        for factor in (1.1, 0.9, 1.1):
+            decoded_z = {3: render(scales[3] * factor)}
+            got = repair_frames(base, decoded_mu, decoded_z, regions, decoder_weight=weight, built=built)
+            fresh = repair_frames(base, decoded_mu, decoded_z, regions, decoder_weight=weight)
+            np.testing.assert_array_equal(got, fresh)
+            outputs.append(got)
+        # the decoding matters with a decoder weight, and is not read without one
+        assert (outputs[0] != outputs[1]).any() == (weight != 0)
+    assert len(built) == 3   # the third call of each weight, and the second without one, were reused

@@ -98,12 +98,17 @@ def image_check(masks_native: list[np.ndarray], spacings, detector: Detector, cy
 
 
 def recheck_changed(curves: np.ndarray, before: np.ndarray, after: np.ndarray, spacing, detector: Detector,
-                    cycle=None) -> tuple[np.ndarray, dict]:
+                    cycle=None, cache: dict | None = None) -> tuple[np.ndarray, dict]:
     """:func:`image_check` of one sequence ``after`` that differs from ``before`` in a few frames.
 
     ``curves`` are the attribute curves of ``before``; only the frames that differ are
     measured again (the attributes of a frame depend on that frame alone), so a repair that
     rebuilds two frames of twenty measures two.
+
+    ``cache`` (optional, filled in place): attribute rows already measured, keyed by the frame's
+    bytes; pass the same dict to the calls on frames of one sequence (same shape, dtype and
+    spacing, same detector) to measure each distinct frame once (the repair's rounds and
+    decoder weights rebuild many frames alike).
 
     Returns
     -------
@@ -114,6 +119,12 @@ def recheck_changed(curves: np.ndarray, before: np.ndarray, after: np.ndarray, s
     """
     changed = np.flatnonzero((np.asarray(before) != np.asarray(after)).reshape(len(after), -1).any(axis=1))
     curves = np.array(curves, dtype=np.float64, copy=True)
-    if len(changed):
-        curves[changed] = shape_attributes(after[changed], spacing)[list(detector.names)].to_numpy(np.float64)
+    cache = {} if cache is None else cache
+    keys = {t: after[t].tobytes() for t in changed}
+    new = [t for t in changed if keys[t] not in cache]
+    if new:
+        rows = shape_attributes(after[new], spacing)[list(detector.names)].to_numpy(np.float64)
+        cache.update((keys[t], row) for t, row in zip(new, rows))
+    for t in changed:
+        curves[t] = cache[keys[t]]
     return curves, detector.check(curves, cycle)

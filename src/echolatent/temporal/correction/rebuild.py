@@ -22,7 +22,8 @@ __all__ = ["repair_frames"]
 
 def repair_frames(base: np.ndarray, decoded_mu: np.ndarray, decoded_z: dict, regions: np.ndarray,
                   *, keep_atrium: bool = True, drop_atrium: bool = False, decoder_weight: float = 1.0, minimal=None,
-                  valid=None, return_regions: bool = False, cycle=None, cache: dict | None = None):
+                  valid=None, return_regions: bool = False, cycle=None, cache: dict | None = None,
+                  built: dict | None = None):
     """Rebuild the repaired regions of the frames of a sequence (the module docstring).
 
     Parameters
@@ -65,6 +66,12 @@ def repair_frames(base: np.ndarray, decoded_mu: np.ndarray, decoded_z: dict, reg
         ``"in"`` (``base``), ``"dec"`` (``decoded_mu``) or ``"z"`` (``decoded_z``); filled in
         place. Pass the same dict to calls on the same sequence to compute each map once (the
         repair's rounds and decoder weights); drop its ``"z"`` entries when ``decoded_z`` changes.
+    built : dict, optional
+        Rebuilt, pre-cleaned frames already made, filled in place, keyed by everything a
+        rebuilt frame depends on besides the sequence (the frame, its regions, trusted
+        neighbours and weight, the decoder weight and the bytes of its ``decoded_z`` frame).
+        Pass the same dict to calls on the same sequence (same ``base``, ``decoded_mu`` and
+        options) to rebuild each frame once: later rounds rebuild many frames as before.
 
     Returns
     -------
@@ -118,11 +125,24 @@ def repair_frames(base: np.ndarray, decoded_mu: np.ndarray, decoded_z: dict, reg
             frame[frame == LA] = BG
         return frame
 
+    def key(t, chosen):
+        """What the rebuilt frame depends on within the sequence (``built``)."""
+        z = decoded_z[t].tobytes() if decoder_weight != 0 else b""   # weight 0 reads no decoding
+        return t, chosen.tobytes(), int(prev[t]), int(nxt[t]), float(a[t]), float(decoder_weight), z
+
     def build(items):
-        """Rebuilt, pre-cleaned frames of (t, regions) pairs: one pre-cleaning call for all."""
-        if not items:
-            return np.zeros((0, *base.shape[1:]), np.uint8)
-        return preclean(np.stack([compose(t, chosen) for t, chosen in items]), keep_atrium=not drop_atrium)
+        """Rebuilt, pre-cleaned frames of (t, regions) pairs: one pre-cleaning call for the new ones
+        (a frame's pre-cleaning depends on that frame alone)."""
+        if built is None:
+            if not items:
+                return np.zeros((0, *base.shape[1:]), np.uint8)
+            return preclean(np.stack([compose(t, chosen) for t, chosen in items]), keep_atrium=not drop_atrium)
+        keys = [key(t, chosen) for t, chosen in items]
+        new = list({k: item for k, item in zip(keys, items) if k not in built}.items())
+        if new:
+            frames = preclean(np.stack([compose(t, chosen) for _, (t, chosen) in new]), keep_atrium=not drop_atrium)
+            built.update((k, frame) for (k, _), frame in zip(new, frames))
+        return np.array([built[k] for k in keys], np.uint8).reshape(len(keys), *base.shape[1:])
 
     repaired = np.flatnonzero(~trusted)
     whole = [t for t in repaired if minimal is None or not minimal[t]]

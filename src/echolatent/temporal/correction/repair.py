@@ -122,10 +122,6 @@ def repair_sequences(model, masks_native: list[np.ndarray], *, constraint: Laten
         input_criteria = [None] * len(masks_native)
     results = []
     for masks, spacing, measured in zip(masks_native, spacings, input_criteria):
-        def failed(frames, spacing=spacing):
-            """(T, 12) bool: the anatomical criteria each frame fails."""
-            return failed_criteria(criteria_matrix(frames, spacing, labels=labels), labels=labels)
-
         x = np.asarray(masks, dtype=np.uint8)
         cleaned = preclean(x, keep_atrium=True)
         base = np.where(cleaned == LA, BG, cleaned).astype(np.uint8) if drop_la else cleaned
@@ -135,7 +131,7 @@ def repair_sequences(model, masks_native: list[np.ndarray], *, constraint: Laten
         base_failed = failed_criteria(base_criteria, labels=labels)
         r = CorrectedSequence(input=x, cleaned=cleaned, masks=base, replaced=np.zeros(len(x), bool),
                               curves_before=curve_before, check_before=check_before,
-                              start=base, start_criteria=base_criteria)
+                              start=base, start_criteria=base_criteria, measured=base, measured_criteria=base_criteria)
         # only the frames the pre-cleaning changed are measured again
         curve, check = recheck_changed(curve_before, x, base, spacing, thresholds, cycle)
         regions = (base_failed[:, :, None] & criterion_regions[None]).any(axis=1)
@@ -143,22 +139,27 @@ def repair_sequences(model, masks_native: list[np.ndarray], *, constraint: Laten
         # regions of their failed criteria; `regions` holds what each frame actually rebuilds.
         criteria_regions, minimal = regions.copy(), regions.any(axis=1)
         out, curve_base = base, curve
+        # rebuilt frame (bytes) -> its 12 criteria: weights and rounds rebuild alike, and the
+        # values of the frames the output takes are not measured again (r.measured)
+        measured_frames = {}
         if regions.any() or check["sequence_inconsistent"]:
             size = x.shape[-2:]
             encoded = cleaned if keep_la else preclean(x, keep_atrium=False)
             mu = encode_mu(model, model_input(encoded, model, grid), batch_size=config.batch_size, device=device)
             decoded_mu = {}
             sdf_cache = {}  # signed distances of `base` and `decoded_mu`, reused by every round and weight
+            attribute_cache = {}  # attribute rows of the rebuilt frames (bytes), for every round and weight
+            built = {}  # rebuilt frames, for the rounds that rebuild a frame as before
             previous_z = {}
-            validity = {}  # rebuilt frame (bytes) -> passes the criteria: weights and rounds rebuild alike
 
-            def valid(frames):
+            def valid(frames, spacing=spacing):
                 keys = [frame.tobytes() for frame in frames]
-                new = [k for k, key in enumerate(keys) if key not in validity]
+                new = [k for k, key in enumerate(keys) if key not in measured_frames]
                 if new:
-                    passed = ~failed(frames[new]).any(axis=1)
-                    validity.update((keys[k], bool(ok)) for k, ok in zip(new, passed))
-                return np.array([validity[key] for key in keys], bool)
+                    values = criteria_matrix(frames[new], spacing, labels=labels)
+                    measured_frames.update((keys[k], row) for k, row in zip(new, values))
+                values = np.array([measured_frames[key] for key in keys], float).reshape(len(keys), len(CRITERIA))
+                return ~failed_criteria(values, labels=labels).any(axis=1)
 
             for round_ in range(config.repair_rounds):
                 if round_ == 0 and minimal.any():
@@ -196,8 +197,9 @@ def repair_sequences(model, masks_native: list[np.ndarray], *, constraint: Laten
                         base, decoded_mu, decoded_z, regions, keep_atrium=keep_la, drop_atrium=drop_la,
                         decoder_weight=weight,
                         minimal=minimal, valid=valid, return_regions=True,
-                        cycle=cycle, cache=sdf_cache)
-                    c_curve, c_check = recheck_changed(curve_base, base, candidate, spacing, thresholds, cycle)
+                        cycle=cycle, cache=sdf_cache, built=built)
+                    c_curve, c_check = recheck_changed(curve_base, base, candidate, spacing, thresholds, cycle,
+                                                       cache=attribute_cache)
                     score = int(c_check["frame_inconsistent"].sum())
                     if best is None or score < best[0]:
                         best = (score, candidate, c_curve, c_check, rebuilt)
@@ -208,6 +210,7 @@ def repair_sequences(model, masks_native: list[np.ndarray], *, constraint: Laten
                 if not check["sequence_inconsistent"]:
                     break
         r.masks, r.curves_after, r.check_after = out, curve, check
+        r.measured, r.measured_criteria = _measured_output(out, base, base_criteria, measured_frames)
         r.replaced, r.repaired_regions, r.corrected = regions.any(axis=1), regions, bool(regions.any())
         results.append(r)
     if config.fallback == "smooth":
@@ -221,3 +224,21 @@ def repair_sequences(model, masks_native: list[np.ndarray], *, constraint: Laten
                 r.method, r.repaired_regions = "smooth", results[i].repaired_regions
                 results[i] = r
     return results
+
+
+def _measured_output(out: np.ndarray, base: np.ndarray, base_criteria: np.ndarray, measured: dict):
+    """The frames of the output whose criteria the repair knows, and those criteria.
+
+    A frame of ``out`` takes the values the validity check measured on a rebuilt frame with
+    the same bytes (same sequence, spacing and labels), else it keeps the starting point's
+    frame and values (:func:`~echolatent.shape.criteria.criteria_matrix` then measures
+    it only if it differs from that frame).
+    """
+    frames, values = base, base_criteria
+    for t in np.flatnonzero((out != base).reshape(len(out), -1).any(axis=1)):
+        row = measured.get(out[t].tobytes())
+        if row is not None:
+            if frames is base:
+                frames, values = base.copy(), np.array(base_criteria, float, copy=True)
+            frames[t], values[t] = out[t], row
+    return frames, values

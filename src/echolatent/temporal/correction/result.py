@@ -49,6 +49,11 @@ class CorrectedSequence:
         and its 12 anatomical criteria (:func:`~echolatent.shape.criteria.criteria_matrix`),
         so that the frames a correction leaves as they were are not measured again (the
         repair only).
+    measured, measured_criteria : ndarray (T, H, W) uint8 and (T, 12) float, or None
+        Per frame, the output's frame where the repair measured its criteria (a rebuilt frame
+        its validity check measured), else the starting point's, and their criteria: the
+        output's criteria are measured only where it differs from ``measured`` (the repair
+        only).
     """
 
     input: np.ndarray
@@ -68,3 +73,5 @@ class CorrectedSequence:
     repaired_regions: np.ndarray | None = None
     start: np.ndarray | None = None
     start_criteria: np.ndarray | None = None
+    measured: np.ndarray | None = None
+    measured_criteria: np.ndarray | None = None

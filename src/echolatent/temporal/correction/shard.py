@@ -116,12 +116,13 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
                 row[f"deviation_inconsistent_frames_{when}"] = int(check["frame_inconsistent"].sum())
                 row[f"deviation_sequence_inconsistent_{when}"] = bool(check["sequence_inconsistent"])
             # only frames measured nowhere else are measured here: the input's from the anatomy
-            # stage, the repair's starting point by the repair
+            # stage, the repair's starting point and the rebuilt frames it checked by the repair
             start = None if r.start_criteria is None else (r.start, r.start_criteria)
+            output = None if r.measured_criteria is None else (r.measured, r.measured_criteria)
             given = None if input_values is None or drop_la else (before, input_values)
             for when, masks, known_values in (
                     ("before", np.where(before == LA, BG, before) if drop_la else before, given or start),
-                    ("after", after, start)):
+                    ("after", after, output)):
                 failed = failed_criteria(criteria_matrix(masks, spacing, labels=labels, known=known_values),
                                          labels=labels)
                 row[f"anatomical_errors_{when}"] = int(failed.any(axis=1).sum())
@@ -139,7 +140,8 @@ def correct_shard(shard, model, *, image_thresholds: pd.DataFrame, constraint: L
             if truth is not None:
                 clean = truth[(sequence.patient_id, sequence.view)]
                 for when, masks in (("before", before), ("after", after)):
-                    dice = dice_scores(masks, clean, labels)
+                    dice = _dice_after(dice, before, after, clean, labels) if when == "after" else \
+                        dice_scores(masks, clean, labels)
                     with np.errstate(all="ignore"):
                         per_class = np.nanmean(dice, axis=0)
                     for label, value in zip(labels, per_class):
@@ -184,6 +186,22 @@ def _criteria_by_sequence(table: pd.DataFrame | None) -> dict:
             out[keys[first]] = values[first:last]
             first = last
     return out
+
+
+def _dice_after(dice_before: np.ndarray, before: np.ndarray, after: np.ndarray, clean: np.ndarray,
+                labels) -> np.ndarray:
+    """:func:`~echolatent.models.quality.dice_scores` of ``after``, measuring only the frames that changed.
+
+    A frame's Dice (NaN included) depends on that frame and its truth alone, so a frame
+    equal to its ``before`` keeps the ``dice_before`` row.
+    """
+    if after.shape != before.shape or clean.shape != after.shape:
+        return dice_scores(after, clean, labels)
+    changed = (after != before).reshape(len(after), -1).any(axis=1)
+    dice = np.array(dice_before, dtype=np.float64, copy=True)
+    if changed.any():
+        dice[changed] = dice_scores(after[changed], clean[changed], labels)
+    return dice
 
 
 def _frame_counts(check: dict, names) -> dict:
