@@ -5,10 +5,10 @@
 
 Each cohort is the default study (``config/config.yaml``) with ``cohort.synthetic.n_patients``
 set, ``cohort.shards`` = patients / ``--patients-per-shard`` (the rule of thumb of
-``config/README.md``) and the AR-VAE's ``num_threads`` = ``--torch-threads`` (1: a network job
-asks for one core, so ``--cores`` jobs run side by side; with the default 2 threads the
-encoding and correction jobs of a 2-core machine would run one at a time, half idle), run by
-the real workflow in ``SCALE/{patients}``:
+``config/README.md``) and the AR-VAE on the CPU with ``num_threads`` = ``--torch-threads`` (1: a
+network job asks for one core and no GPU token, so ``--cores`` jobs run side by side; with the
+default 2 threads and ``device: auto`` the encoding and correction jobs of a 2-core machine
+would run one at a time, half idle), run by the real workflow in ``SCALE/{patients}``:
 
 1. ``snakemake`` up to the cohort and the anatomy of its masks (simulation, ingestion,
    criteria and attributes of every frame);
@@ -75,7 +75,8 @@ def run_cohort(patients: int, *, models: Path, workdir: Path, per_shard: int, co
     shards = max(1, math.ceil(patients / per_shard))
     config = workdir / "scale.yaml"
     arvae = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"]["arvae"]
-    arvae.setdefault("training", {})["num_threads"] = torch_threads
+    # on the CPU: a network job then takes no GPU token, so --cores jobs run side by side
+    arvae.setdefault("training", {}).update(num_threads=torch_threads, device="cpu")
     config.write_text(yaml.safe_dump({"cohort": {"shards": shards, "synthetic": {"n_patients": patients}},
                                       "models": {"arvae": arvae}}))
     ks = range(shards)
@@ -91,7 +92,9 @@ def run_cohort(patients: int, *, models: Path, workdir: Path, per_shard: int, co
     folder = workdir / "results" / "models" / "arvae"
     folder.mkdir(parents=True, exist_ok=True)
     for name in MODEL_FILES:  # copied now, so newer than the cohort they were not trained on
-        shutil.copyfile(models / "models" / "arvae" / name, folder / name)
+        # (not again when a stopped run is taken up: a newer model would redo every encoding)
+        if not (folder / name).exists() or (folder / name).read_bytes() != (models / "models" / "arvae" / name).read_bytes():
+            shutil.copyfile(models / "models" / "arvae" / name, folder / name)
     times["second_s"] = snakemake(workdir, config, *second, extra=(*run, "--rerun-triggers", "mtime"))
     (workdir / "times.yaml").write_text(yaml.safe_dump(times))
     return times
@@ -136,14 +139,14 @@ def plot(table: pd.DataFrame, out: Path) -> None:
     ax = fig.add_subplot(1, 1, 1)
     for stage, part in table.groupby("stage", sort=False):
         part = part.sort_values("patients")
-        ax.plot(part["patients"], part["job_seconds"], marker="o", label=stage)
+        ax.plot(part["patients"], part["cpu_seconds"], marker="o", label=stage)
     sizes = sorted(table["patients"].unique())
-    reference = table.groupby("patients")["job_seconds"].sum().loc[sizes[0]]
+    reference = table.groupby("patients")["cpu_seconds"].sum().loc[sizes[0]]
     ax.plot(sizes, [reference * s / sizes[0] for s in sizes], color="grey", linestyle=":", label="linear")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("patients (40 frames each)")
-    ax.set_ylabel("job-seconds")
+    ax.set_ylabel("CPU seconds, sum over jobs")
     ax.legend(fontsize=6, frameon=False)
     save_figure(fig, out)
 
