@@ -101,7 +101,10 @@ def run_cohort(patients: int, *, models: Path, workdir: Path, per_shard: int, co
 
 
 def job_table(workdir: Path, patients: int) -> pd.DataFrame:
-    """One row per job: rule, wall and CPU seconds, peak RSS (MB), from the rules' benchmark files."""
+    """One row per job: rule, wall seconds, peak RSS (MB), from the rules' benchmark files.
+
+    (Not their ``cpu_time``: Snakemake samples a job every 30 s, so it misses the CPU time
+    after the last sample, up to 30 s of a job of one or two minutes.)"""
     rows = []
     for path in sorted((workdir / "logs" / "benchmarks").rglob("*.tsv")):
         parts = path.relative_to(workdir / "logs" / "benchmarks").parts
@@ -110,25 +113,23 @@ def job_table(workdir: Path, patients: int) -> pd.DataFrame:
             continue
         record = pd.read_csv(path, sep="\t").iloc[-1]
         rows.append({"patients": patients, "rule": rule, "stage": STAGES[rule], "s": float(record["s"]),
-                     "cpu_s": float(record["cpu_time"]), "max_rss_mb": float(record["max_rss"])})
+                     "max_rss_mb": float(record["max_rss"])})
     return pd.DataFrame(rows)
 
 
 def summarise(jobs: pd.DataFrame) -> pd.DataFrame:
-    """Per cohort size and stage: jobs, job-seconds (wall, and CPU: less sensitive to other load
-    on the machine), frames per job-second, largest peak RSS, log-log slopes of both."""
+    """Per cohort size and stage: jobs, job-seconds, frames per job-second, largest peak RSS,
+    log-log slope of job-seconds from the previous size."""
     table = jobs.groupby(["stage", "patients"], sort=False).agg(
-        jobs=("s", "size"), job_seconds=("s", "sum"), cpu_seconds=("cpu_s", "sum"),
-        peak_rss_mb=("max_rss_mb", "max")).reset_index()
+        jobs=("s", "size"), job_seconds=("s", "sum"), peak_rss_mb=("max_rss_mb", "max")).reset_index()
     table["frames_per_s"] = table["patients"] * FRAMES_PER_PATIENT / table["job_seconds"]
-    for column, name in (("job_seconds", "slope_from_previous"), ("cpu_seconds", "cpu_slope_from_previous")):
-        slopes = []
-        for stage, part in table.groupby("stage", sort=False):
-            part = part.sort_values("patients")
-            x, y = part["patients"].to_numpy(float), part[column].to_numpy(float)
-            slope = [math.nan] + [math.log(y[i] / y[i - 1]) / math.log(x[i] / x[i - 1]) for i in range(1, len(x))]
-            slopes.append(pd.Series(slope, index=part.index))
-        table[name] = pd.concat(slopes)
+    slopes = []
+    for stage, part in table.groupby("stage", sort=False):
+        part = part.sort_values("patients")
+        x, y = part["patients"].to_numpy(float), part["job_seconds"].to_numpy(float)
+        slope = [math.nan] + [math.log(y[i] / y[i - 1]) / math.log(x[i] / x[i - 1]) for i in range(1, len(x))]
+        slopes.append(pd.Series(slope, index=part.index))
+    table["slope_from_previous"] = pd.concat(slopes)
     return table
 
 
@@ -139,14 +140,14 @@ def plot(table: pd.DataFrame, out: Path) -> None:
     ax = fig.add_subplot(1, 1, 1)
     for stage, part in table.groupby("stage", sort=False):
         part = part.sort_values("patients")
-        ax.plot(part["patients"], part["cpu_seconds"], marker="o", label=stage)
+        ax.plot(part["patients"], part["job_seconds"], marker="o", label=stage)
     sizes = sorted(table["patients"].unique())
-    reference = table.groupby("patients")["cpu_seconds"].sum().loc[sizes[0]]
+    reference = table.groupby("patients")["job_seconds"].sum().loc[sizes[0]]
     ax.plot(sizes, [reference * s / sizes[0] for s in sizes], color="grey", linestyle=":", label="linear")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("patients (40 frames each)")
-    ax.set_ylabel("CPU seconds, sum over jobs")
+    ax.set_ylabel("job-seconds")
     ax.legend(fontsize=6, frameon=False)
     save_figure(fig, out)
 
