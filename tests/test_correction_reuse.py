@@ -31,6 +31,26 @@ def test_signed_distance_equals_scipys_two_transforms_to_the_bit():
         np.testing.assert_array_equal(signed_distance(inside), truth)
 
 
+def test_signed_distance_inside_a_region_against_the_border_or_filling_the_map():
+    """Inside distances come from the region's box one pixel wider (clamped to the map): a
+    region against the map's edge, in a corner, or everything but one pixel."""
+    shapes = []
+    for window in ((slice(0, 30), slice(10, 60)), (slice(50, 97), slice(0, 131)), (slice(0, 97), slice(120, 131)),
+                   (slice(0, 12), slice(0, 9)), (slice(40, 41), slice(0, 131))):
+        inside = np.zeros((97, 131), bool)
+        inside[window] = True
+        shapes.append(inside)
+    l_shape = np.zeros((97, 131), bool)
+    l_shape[10:90, 20:30] = l_shape[80:90, 20:120] = True
+    shapes.append(l_shape)
+    almost_all = np.ones((97, 131), bool)
+    almost_all[60, 7] = False
+    shapes.append(almost_all)
+    for inside in shapes:
+        truth = ndimage.distance_transform_edt(~inside) - ndimage.distance_transform_edt(inside)
+        np.testing.assert_array_equal(signed_distance(inside), truth)
+
+
 def test_preclean_fills_a_hole_but_not_a_cavity_open_through_the_box_margin():
     """The cleaning works inside the box of the labelled pixels (plus one pixel): a background
     region opening onto that margin is not a hole, one enclosed is."""

@@ -29,6 +29,7 @@ PROVIDERS = {
     "numpy": "numpy", "scipy": "scipy", "pandas": "pandas", "pyarrow": "pyarrow", "h5py": "h5py",
     "SimpleITK": "simpleitk", "skimage": "scikit-image", "yaml": "pyyaml", "jsonschema": "jsonschema",
     "torch": "pytorch", "sklearn": "scikit-learn", "statsmodels": "statsmodels", "matplotlib": "matplotlib-base",
+    "cc3d": "connected-components-3d",
 }
 
 
@@ -133,6 +134,9 @@ def env_packages(name: str) -> set[str]:
     for item in spec["dependencies"]:
         if isinstance(item, str):
             packages.add(re.match(r"[\"']?([A-Za-z0-9_.-]+)", item).group(1))
+        elif isinstance(item, dict):  # the pip section: packages, not options (--no-deps) or paths (..)
+            packages |= {re.match(r"[A-Za-z0-9_-]+", entry).group(0) for entry in item.get("pip", [])
+                         if re.match(r"[A-Za-z]", entry)}
     return packages
 
 

@@ -98,6 +98,18 @@ def anatomical_metrics(masks, spacing=None, *, grid="auto", labels: Sequence[int
     >>> df.loc[df.anatomical_errors]              # the implausible maps
     """
     labels = _check_labels(labels)
+    bounds = _check_thresholds(thresholds)
+    matrix, grid_mm = _criteria_values(masks, spacing, grid, labels, chunk_size)
+    columns = dict(zip(CRITERIA, matrix.T))
+    columns["anatomical_errors"] = ~_validity(matrix, labels, bounds).all(axis=1)
+    df = pd.DataFrame(columns)  # built at once (adding a column costs pandas ~0.5 ms)
+    df.attrs["labels"] = tuple(labels)
+    df.attrs["grid"] = grid_mm
+    return df
+
+
+def _criteria_values(masks, spacing, grid, labels, chunk_size) -> tuple[np.ndarray, float | str]:
+    """The (N, 12) criteria matrix (:data:`CRITERIA` order) of :func:`anatomical_metrics` and its grid."""
     batch, _ = as_label_batch(masks, labels)
     sp = check_spacing(spacing, len(batch))
     grid_mm = criteria_grid(grid, sp)
@@ -105,17 +117,12 @@ def anatomical_metrics(masks, spacing=None, *, grid="auto", labels: Sequence[int
         raise ValueError(f"grid={grid!r} (an isotropic grid in mm) needs the spacing (h, w) of the maps")
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    bounds = _check_thresholds(thresholds)
     if grid_mm == "native":
         values = criteria_batch(batch, labels, int(chunk_size))
     else:
         values = _criteria_on_grid(batch, sp, grid_mm, labels, int(chunk_size))
     matrix = np.stack([values[name] for name in CRITERIA], axis=1) if len(batch) else np.zeros((0, len(CRITERIA)))
-    df = pd.DataFrame(matrix, columns=list(CRITERIA))
-    df["anatomical_errors"] = ~_validity(matrix, labels, bounds).all(axis=1)
-    df.attrs["labels"] = tuple(labels)
-    df.attrs["grid"] = grid_mm
-    return df
+    return matrix.astype(float, copy=False), grid_mm
 
 
 def _criteria_on_grid(batch: np.ndarray, spacing: np.ndarray, grid_mm: float, labels, chunk_size: int) -> dict:
@@ -147,7 +154,9 @@ def _criteria_on_grid(batch: np.ndarray, spacing: np.ndarray, grid_mm: float, la
                 continue
             native = criteria_batch(maps, labels, chunk_size, s=SMALL_OBJECT_MM2 / (float(sh) * float(sw)),
                                     erosion=False)
-            resampled = maps.take(rows, axis=1).take(cols, axis=2)  # 3x faster than one 2-D fancy index
+            # columns first, then rows repeated (grid_indices are non-decreasing, so repeating
+            # each source row by its count is taking them): 2.3x faster than two takes
+            resampled = np.repeat(maps.take(cols, axis=2), np.bincount(rows, minlength=maps.shape[1]), axis=1)
             iso = criteria_batch(resampled, labels, chunk_size, s=SMALL_OBJECT_MM2 / grid_mm ** 2)
             for name in CRITERIA:
                 out[name][part] = (iso if name in GRID_CRITERIA else native)[name]
@@ -214,7 +223,7 @@ def criteria_matrix(masks, spacing=None, *, labels: Sequence[int] = (LV, MYO, LA
         todo = (masks != known_masks).reshape(len(masks), -1).any(axis=1)
         out[~todo] = np.asarray(known_values, float)[~todo]
     if todo.any():
-        out[todo] = anatomical_metrics(masks[todo], spacing, labels=labels)[list(CRITERIA)].to_numpy(float)
+        out[todo] = _criteria_values(masks[todo], spacing, "auto", _check_labels(labels), 128)[0]
     return out
 
 

@@ -2,8 +2,8 @@
 
 The batch is cropped to the foreground (results are crop invariant), sorted by crop width
 and processed in chunks; crops are stacked vertically into mosaics
-(:mod:`echolatent.shape.mosaic`) so that one call of ``scipy.ndimage.label`` labels a whole
-chunk. Hole and gap criteria are certified zero from Euler numbers of bit-packed planes
+(:mod:`echolatent.shape.mosaic`) so that one call of the labelling
+(:func:`echolatent.shape.components.label`) labels a whole chunk. Hole and gap criteria are certified zero from Euler numbers of bit-packed planes
 (:mod:`echolatent.shape.bitmask`; E8 = components - holes, the components being known from
 labelling, from a one-run-per-row chain, or from which components touch the other
 structure) and are only labelled where a real pocket exists. Criterion 12 is
@@ -15,16 +15,15 @@ realistic and noise-like maps).
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from echolatent.labels import BACKGROUND, LA, LV, MYO
 from echolatent.shape.bitmask import (euler_packed_many, pack_rows, row_any, row_bits, rows_from_above,
                                       rows_from_below, shift_from_left, shift_from_right, unpack_rows)
+from echolatent.shape.components import label
 from echolatent.shape.criteria_definitions import CRITERIA, CRITERION_STRUCTURES
 from echolatent.shape.erosion import erosion_ratio
 from echolatent.shape.grid import small_object_size
-from echolatent.shape.mosaic import (CONNECTIVITY_8, dilate8, first_last, foreground_boxes, mosaic_labels, stack_tiles,
-                                     tile_sum)
+from echolatent.shape.mosaic import dilate8, first_last, foreground_boxes, mosaic_labels, stack_tiles, tile_sum
 
 __all__ = ["criteria_batch"]
 
@@ -321,7 +320,7 @@ def _bounded_complement_area(S: np.ndarray, start: np.ndarray, conn8: bool) -> n
     The rings and the padding of all tiles form one connected "outside" in the mosaic.
     """
     comp = ~S
-    lab, _ = ndi.label(comp, structure=CONNECTIVITY_8 if conn8 else None)
+    lab, _ = label(comp, connectivity=8 if conn8 else 4)
     inner = (lab != lab[0, 0]) & comp
     return tile_sum(np.count_nonzero(inner, axis=1), start).astype(np.int64)
 
@@ -332,7 +331,7 @@ def _pockets(T: np.ndarray, start: np.ndarray, members: tuple[int, ...]):
     for v in members[1:]:
         U |= T == v
     notU = ~U
-    lab, _ = ndi.label(notU)
+    lab, _ = label(notU, connectivity=4)
     pocket = (lab != lab[0, 0]) & notU
     return pocket, tile_sum(np.count_nonzero(pocket, axis=1), start).astype(np.int64)
 
@@ -351,7 +350,7 @@ def _gap_area(T, start, a: int, b: int, s: float, pocket, a_holes, b_holes) -> n
         if not flag or not gap.any():
             continue
         notS = ~S
-        labS, nS = ndi.label(notS)
+        labS, nS = label(notS, connectivity=4)
         filled_label = np.ones(nS + 1, dtype=bool)
         filled_label[0] = False
         filled_label[labS[0, 0]] = False

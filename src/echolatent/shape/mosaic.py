@@ -10,7 +10,8 @@ rows ``start[q] .. start[q] + hs[q] - 1``.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
+
+from echolatent.shape.components import label
 
 __all__ = [
     "CONNECTIVITY_8",
@@ -57,8 +58,11 @@ def tile_sum(row_values: np.ndarray, start: np.ndarray) -> np.ndarray:
 
 
 def mosaic_labels(S: np.ndarray, start: np.ndarray, conn8: bool):
-    """Label a mosaic; labels are consecutive in raster order, so tile q owns ``lo[q]+1 .. lo[q]+count[q]``."""
-    lab, nlab = ndi.label(S, structure=CONNECTIVITY_8 if conn8 else None)
+    """Label a mosaic; labels are consecutive in raster order, so tile q owns ``lo[q]+1 .. lo[q]+count[q]``.
+
+    The labels are those of ``scipy.ndimage.label`` (:func:`echolatent.shape.components.label`).
+    """
+    lab, nlab = label(S, connectivity=8 if conn8 else 4)
     hi = np.maximum.accumulate(np.maximum.reduceat(lab.max(axis=1), start)).astype(np.int64)
     lo = np.concatenate(([0], hi[:-1])).astype(np.int64)
     return lab, nlab, lo, hi - lo

@@ -15,23 +15,18 @@ Steps, applied to every frame independently (vectorised over the frames of a seq
    as in the reference) the LA becomes background; how the LA is put back after decoding
    is decided in :mod:`echolatent.temporal.correction.smooth`.
 
-Connected components are labelled once per call for the whole (T, H, W) stack with a
-structuring element that does not connect frames.
+Connected components are labelled once per call for the whole (T, H, W) stack, frames
+not connected (:func:`echolatent.shape.components.label_stack`).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from echolatent.labels import BACKGROUND, LA, LV, MYO
+from echolatent.shape.components import label_stack
 
 __all__ = ["largest_component", "fill_holes", "preclean"]
-
-_CONN8 = np.zeros((3, 3, 3), bool)
-_CONN8[1] = True
-_CONN4 = np.zeros((3, 3, 3), bool)
-_CONN4[1] = ndimage.generate_binary_structure(2, 1)
 
 
 def _as_stack(masks) -> tuple[np.ndarray, bool]:
@@ -46,18 +41,30 @@ def _as_stack(masks) -> tuple[np.ndarray, bool]:
 
 
 def largest_component(binary: np.ndarray) -> np.ndarray:
-    """Per frame of a (T, H, W) boolean stack, the largest 8-connected component (ties: lowest label)."""
-    labels, n = ndimage.label(binary, structure=_CONN8)
+    """Per frame of a (T, H, W) boolean stack, the largest 8-connected component.
+
+    Ties: the component whose first pixel comes first in raster order (scipy's lowest label).
+    """
+    labels, n = label_stack(binary, connectivity=8)
+    out = np.array(binary, dtype=bool)  # a frame with at most one component is its own answer
     if n == 0:
-        return np.zeros_like(binary, dtype=bool)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    frame_of = np.array([box[0].start for box in ndimage.find_objects(labels)])
+        return out
+    # labels are consecutive per frame, frame by frame: frame t's labels end at hi[t]
+    hi = np.maximum.accumulate(labels.reshape(len(labels), -1).max(axis=1))
+    count = np.diff(hi, prepend=0)
+    multi = np.flatnonzero(count > 1)
+    if not len(multi):
+        return out
+    sub = labels[multi]
+    sizes = np.bincount(sub.ravel(), minlength=n + 1)[1:]  # 0 for labels of the other frames
+    frame_of = np.repeat(np.arange(len(hi)), count)
     order = np.lexsort((-sizes, frame_of))  # by frame, then largest first; stable, so ties keep the lowest label
     first = np.ones(n, bool)
     first[1:] = frame_of[order][1:] != frame_of[order][:-1]
     keep = np.zeros(n + 1, bool)
     keep[order[first] + 1] = True
-    return keep[labels]
+    out[multi] = keep[sub]
+    return out
 
 
 def fill_holes(binary: np.ndarray, keep_out: np.ndarray | None = None) -> np.ndarray:
@@ -66,15 +73,15 @@ def fill_holes(binary: np.ndarray, keep_out: np.ndarray | None = None) -> np.nda
     A hole is a 4-connected component of the complement that does not touch the border of
     its frame. Holes holding any pixel of ``keep_out`` (another structure) are not returned.
     """
-    labels, n = ndimage.label(~binary, structure=_CONN4)
-    if n == 0:
-        return np.zeros_like(binary, dtype=bool)
+    labels, n = label_stack(~binary, connectivity=4)
     excluded = np.zeros(n + 1, bool)
+    excluded[0] = True  # label 0 is the structure itself
     for edge in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
         excluded[edge] = True
-    if keep_out is not None:
+    if keep_out is not None and not excluded.all():
         excluded[labels[keep_out]] = True
-    excluded[0] = True  # label 0 is the structure itself
+    if excluded.all():  # the usual case: no hole, no pass over the pixels
+        return np.zeros_like(binary, dtype=bool)
     return ~excluded[labels]
 
 

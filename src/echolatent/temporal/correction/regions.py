@@ -77,7 +77,10 @@ CRITERION_REGIONS = {
 
 def region_mask(mask: np.ndarray, region: str) -> np.ndarray:
     """Where a label map is inside a nested region (bool, the map's shape)."""
-    return np.isin(mask, REGION_LABELS[region])
+    mask = np.asarray(mask)
+    labels = REGION_LABELS[region]
+    # the labels of a region are consecutive: two comparisons, 4x faster than np.isin
+    return (mask >= labels[0]) & (mask <= labels[-1])
 
 
 def signed_distance(inside: np.ndarray) -> np.ndarray:
@@ -93,13 +96,21 @@ def signed_distance(inside: np.ndarray) -> np.ndarray:
     height, width = inside.shape
     if height ** 2 + width ** 2 >= _EXACT_SQUARED:
         return distance_transform_edt(~inside) - distance_transform_edt(inside)
-    # One multi-label pass of the edt package gives both sides: each pixel's squared distance
-    # to the nearest pixel of the other side. Sums of squared integers are exact in its
-    # float32 below 2**24, so the float64 square roots equal scipy's two transforms to the
-    # bit, about 4 times faster.
-    squared = edt.edtsq(np.where(inside, 1, 2).astype(np.uint8), black_border=False, parallel=1)
+    # The edt package gives each pixel's squared distance to the nearest pixel of the other
+    # side. Sums of squared integers are exact in its float32 below 2**24, so the float64
+    # square roots equal scipy's two transforms to the bit, about 4 times faster.
+    # Outside pixels: their transform over the whole map. Inside pixels: over the region's
+    # box one pixel wider, which holds the nearest outside pixel (a nearer one beyond the box
+    # would project onto a nearer pixel of the box's outer ring, all outside); the array's
+    # edge is no boundary (``black_border=False``), as for scipy.
+    squared = edt.edtsq(~inside, black_border=False, parallel=1)
+    rows = np.flatnonzero(inside.any(axis=1))
+    cols = np.flatnonzero(inside.any(axis=0))
+    box = (slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2))
+    inner = inside[box]
+    squared[box][inner] = edt.edtsq(inner, black_border=False, parallel=1)[inner]
     distance = np.sqrt(squared.astype(np.float64))
-    return np.where(inside, -distance, distance)
+    return np.negative(distance, out=distance, where=inside)
 
 
 #: Squared distances below this are exact in the edt package's float32.
