@@ -147,8 +147,8 @@ def sheet_cohort(tmp_path, n=6):
 REPO = Path(__file__).resolve().parents[1]
 
 
-def snakemake(*args, cwd=REPO, check=True):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def snakemake(*args, cwd=REPO, check=True, env=None):
+    env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
     result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args],
                             cwd=cwd, capture_output=True, text=True, env=env)
     if check and result.returncode != 0:

@@ -6,6 +6,7 @@ The partition of each job is read from a real dry run of the workflow with the p
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -43,8 +44,10 @@ def jobs_of(dry_run: str) -> list[tuple[str, dict]]:
 def test_gpu_jobs_and_only_those_go_to_the_gpu_partition(tmp_path):
     cluster = {"cluster": {"cpu_partition": "short", "gpu_partition": "accel", "account": "lab42"}}
     (tmp_path / "cluster.yaml").write_text(yaml.safe_dump(cluster))
+    # planned as on a machine with a GPU (a cluster run keeps the tokens whatever the login node has)
+    with_gpu = dict(os.environ, ECHOLATENT_GPUS="0")
     dry = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(REPO / "config/config.yaml"),
-                    str(tmp_path / "cluster.yaml"))
+                    str(tmp_path / "cluster.yaml"), env=with_gpu)
     jobs = jobs_of(dry.stdout)
     assert len(jobs) > 50
     gpu_rules = {rule for rule, res in jobs if res.get("gpu") == "1"}
@@ -55,5 +58,14 @@ def test_gpu_jobs_and_only_those_go_to_the_gpu_partition(tmp_path):
         assert res["slurm_account"] == "lab42" and res["attempt"] == "1"
     # without cluster keys (a local run) no partition or account is set
     local = jobs_of(snakemake("-n", "--directory", str(tmp_path), "--configfile",
-                              str(REPO / "config/config.yaml")).stdout)
+                              str(REPO / "config/config.yaml"), env=with_gpu).stdout)
     assert local and not [res for _, res in local if "slurm_partition" in res or "slurm_account" in res]
+    assert {rule for rule, res in local if res.get("gpu") == "1"} == gpu_rules
+    # a local run on a machine without GPU: `device: auto` runs on the CPU, so no job takes a
+    # GPU token and `--resources gpu=1` does not run the network jobs one at a time
+    no_gpu = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    no_gpu.pop("ECHOLATENT_GPUS", None)
+    cpu_only = jobs_of(snakemake("-n", "--directory", str(tmp_path), "--configfile",
+                                 str(REPO / "config/config.yaml"), env=no_gpu).stdout)
+    assert {rule for rule, _ in cpu_only} == {rule for rule, _ in local}
+    assert not [rule for rule, res in cpu_only if res.get("gpu", "0") != "0"]

@@ -14,7 +14,7 @@ import sys
 import textwrap
 import pytest
 
-from echolatent.gpu_slots import claim_device, visible_devices
+from echolatent.gpu_slots import claim_device, may_have_gpu, visible_devices
 
 CLAIM = """
 import json, os, sys, time
@@ -34,6 +34,25 @@ def test_the_devices_come_from_the_environment():
     assert visible_devices({"ECHOLATENT_GPUS": "4,5", "CUDA_VISIBLE_DEVICES": "0,1"}) == ["4", "5"]
     # one device already chosen (SLURM's, or the user's): nothing to spread over
     assert visible_devices({"CUDA_VISIBLE_DEVICES": "1", "PATH": ""}) == []
+
+
+def test_a_machine_may_have_a_gpu_unless_none_can_be_there(tmp_path):
+    bare = tmp_path / "dev"
+    bare.mkdir()
+    empty_path = str(tmp_path / "bin")
+    assert not may_have_gpu({"PATH": empty_path}, dev=bare)            # no driver: no GPU
+    assert may_have_gpu({"PATH": empty_path, "ECHOLATENT_GPUS": "1"}, dev=bare)
+    assert may_have_gpu({"PATH": empty_path, "CUDA_VISIBLE_DEVICES": "0"}, dev=bare)
+    (bare / "nvidia0").touch()
+    assert may_have_gpu({"PATH": empty_path}, dev=bare)                # the driver's device file
+    for hidden in ("", "-1", " , "):
+        assert not may_have_gpu({"PATH": empty_path, "CUDA_VISIBLE_DEVICES": hidden}, dev=bare)
+    (bare / "nvidia0").unlink()
+    (tmp_path / "bin").mkdir()
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.write_text("#!/bin/sh\n")
+    smi.chmod(0o755)
+    assert may_have_gpu({"PATH": empty_path}, dev=bare)                # nvidia-smi on the PATH
 
 
 def test_nothing_is_claimed_under_slurm_or_with_one_device(tmp_path):

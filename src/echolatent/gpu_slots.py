@@ -31,7 +31,7 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["LOCK_DIR", "visible_devices", "claim_device"]
+__all__ = ["LOCK_DIR", "visible_devices", "may_have_gpu", "claim_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,24 @@ def visible_devices(environ=None) -> list[str]:
     except (OSError, subprocess.SubprocessError):
         return []
     return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+def may_have_gpu(environ=None, *, dev=Path("/dev")) -> bool:
+    """Whether a job started here may see an NVIDIA GPU (``device: auto`` would then use it).
+
+    False only when none can be there: ``CUDA_VISIBLE_DEVICES`` hides every device (empty or
+    ``-1``), or no NVIDIA driver is installed (no ``nvidia-smi`` on the PATH, no ``/dev/nvidia*``
+    device file, no WSL ``/dev/dxg``). A machine with a driver but no usable device answers
+    True: a needless GPU token costs concurrency, a missing one would put jobs together on a GPU.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("ECHOLATENT_GPUS") is not None:
+        return bool(_split(environ["ECHOLATENT_GPUS"]))
+    hidden = environ.get("CUDA_VISIBLE_DEVICES")
+    if hidden is not None:
+        return bool(_split(hidden)) and hidden.strip() != "-1"
+    return (shutil.which("nvidia-smi", path=environ.get("PATH", "")) is not None
+            or any(dev.glob("nvidia[0-9]*")) or (dev / "dxg").exists())
 
 
 def _split(text: str) -> list[str]:

@@ -38,6 +38,7 @@ else:
 
 # The study's models, each entry completed with its defaults and checked by the trainer's own
 # settings (echolatent.models.config imports no torch: building the DAG never loads it).
+from echolatent.gpu_slots import may_have_gpu
 from echolatent.models.config import study_models
 from echolatent.stages.stats import CLASSIFICATION_TABLES, LATENT_TABLES
 
@@ -108,9 +109,17 @@ def model_device(wildcards):
     return configured_model(wildcards.model)["training"].get("device", "auto")
 
 
+# A local run on a machine without an NVIDIA GPU runs `device: auto` on the CPU: its network
+# jobs take no GPU token, so `--resources gpu=1` does not run them one at a time. A cluster
+# run (or a job on a node) keeps the token: the compute nodes' GPUs are not visible here.
+LOCAL_CPU_ONLY = workflow.local_exec and not workflow.remote_exec and not may_have_gpu()
+
+
 def gpu_request(wildcards):
-    """1 GPU token for rules running a network, unless the model is pinned to the CPU."""
-    return 0 if model_device(wildcards) == "cpu" else 1
+    """1 GPU token for rules running a network, unless the model runs on the CPU (pinned, or
+    ``auto`` in a local run without a GPU)."""
+    device = model_device(wildcards)
+    return 0 if device == "cpu" or (device == "auto" and LOCAL_CPU_ONLY) else 1
 
 
 def model_outputs():
