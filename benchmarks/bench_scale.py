@@ -52,8 +52,10 @@ STAGES = {
     "merge_cohort": "ingestion",
     "anatomical_metrics": "anatomy (criteria, attributes)",
     "encode_latents": "encoding",
-    "temporal_thresholds": "thresholds",
-    "latent_thresholds": "thresholds",
+    "temporal_thresholds": "image thresholds",
+    # with the default `temporal.thresholds.latent: image` the latent thresholds are the image
+    # ones carried through the model: work that does not depend on the cohort's size
+    "latent_thresholds": "latent thresholds (cohort-independent)",
     "temporal_correction": "temporal correction",
     "temporal_summary": "temporal tables",
     "temporal_detection": "temporal tables",
