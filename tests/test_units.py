@@ -383,3 +383,25 @@ def test_camus_like_store_through_ingestion_attributes_thresholds_and_detection(
     rates = rates[rates["detector"] == "deviation"].set_index("frames")
     assert rates.loc["clean_window", "flagged"] == 0.0  # reference frames, consistent by construction
     assert rates.loc["spike", "n_frames"] > 0
+    # Read shard by shard (the cohort's patients split over three tables), the rates are those
+    # of the whole cohort checked at once, and each rate is the mean of the per-frame flags.
+    from echolatent.temporal.evaluation import FRAME_CLASSES, detection_rates, injected_defects
+
+    patients = sorted(attributes["patient_id"].unique())
+    shards = []
+    for k, part in enumerate((patients[:1], patients[1:4], patients[4:])):
+        shards.append(tmp_path / f"attributes-{k}.parquet")
+        write_table(attributes[attributes["patient_id"].isin(part)], shards[-1])
+    whole = detection_stage([tmp_path / "attributes.parquet"], frames, tmp_path / "thresholds.tsv",
+                            detector="deviation", patients=cohort / "patients.tsv")
+    sharded = detection_stage(shards, frames, tmp_path / "thresholds.tsv", detector="deviation",
+                              patients=cohort / "patients.tsv")
+    pd.testing.assert_frame_equal(sharded, whole, check_exact=True)
+    _, checked = detection_rates(attributes, injected_defects(frames, cycle="full"), image, cycle="full")
+    expected = whole[(whole["detector"] == "deviation") & (whole["split"] == "all")].set_index("frames")
+    for name in FRAME_CLASSES:
+        members = checked if name == "all" else checked[checked[name].astype(bool)]
+        assert expected.loc[name, "n_frames"] == len(members)
+        for flag in ["flagged", *(f"flagged_{n}" for n in image["name"])]:
+            truth = members[flag].mean() if len(members) else np.nan
+            np.testing.assert_equal(expected.loc[name, flag], truth)

@@ -109,17 +109,20 @@ def model_device(wildcards):
     return configured_model(wildcards.model)["training"].get("device", "auto")
 
 
-# A local run on a machine without an NVIDIA GPU runs `device: auto` on the CPU: its network
-# jobs take no GPU token, so `--resources gpu=1` does not run them one at a time. A cluster
-# run (or a job on a node) keeps the token: the compute nodes' GPUs are not visible here.
-LOCAL_CPU_ONLY = workflow.local_exec and not workflow.remote_exec and not may_have_gpu()
+def local_cpu_only():
+    """A local run on a machine without an NVIDIA GPU: `device: auto` runs on the CPU there, so its
+    network jobs take no GPU token and `--resources gpu=1` does not run them one at a time. A
+    cluster run (or a job on a node) keeps the token: the compute nodes' GPUs are not visible
+    here. Asked when resources are evaluated, not at parse time: the executor is not known
+    while the Snakefile is read (``workflow.local_exec`` is then always true)."""
+    return workflow.local_exec and not workflow.remote_exec and not may_have_gpu()
 
 
 def gpu_request(wildcards):
     """1 GPU token for rules running a network, unless the model runs on the CPU (pinned, or
     ``auto`` in a local run without a GPU)."""
     device = model_device(wildcards)
-    return 0 if device == "cpu" or (device == "auto" and LOCAL_CPU_ONLY) else 1
+    return 0 if device == "cpu" or (device == "auto" and local_cpu_only()) else 1
 
 
 def model_outputs():

@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from echolatent.io.tables import read_table, write_table
+from echolatent.io.tables import read_table, read_tables, write_table
 from echolatent.shape.attributes import temporal_attribute
 from echolatent.stages.encode import load_corrector
 from echolatent.temporal.thresholds import by_attribute, derive_thresholds_table, read_thresholds, write_thresholds
@@ -95,8 +95,9 @@ def read_latent_bounds(path) -> pd.DataFrame:
     return table.sort_values("dim").reset_index(drop=True)
 
 
-def _read_attributes(tables) -> pd.DataFrame:
-    return pd.concat([read_table(t) for t in tables], ignore_index=True)
+def _rows_of(table: pd.DataFrame, patients) -> pd.DataFrame:
+    """The rows of ``table`` whose patient is one of ``patients``."""
+    return table[table["patient_id"].astype(str).isin(patients)]
 
 
 def _with_defects(table: pd.DataFrame, frames, cycle: str) -> pd.DataFrame:
@@ -123,8 +124,11 @@ def image_thresholds_stage(attribute_tables, patients, *, reference: str, splits
     """
     if reference not in REFERENCES:
         raise ValueError(f"temporal reference must be one of {REFERENCES}, got {reference!r}")
-    table = _read_attributes(attribute_tables)
-    table = table[table["patient_id"].astype(str).isin(_members(patients, splits))]
+    # shard by shard, only the keys and the attribute columns of the reference patients: the
+    # memory of the reference's curves, not of every column of the cohort
+    members, columns = _members(patients, splits), {"patient_id", "view", "frame", *names}
+    table = pd.concat([_rows_of(read_tables([path], columns=lambda name: name in columns), members)
+                       for path in attribute_tables], ignore_index=True)
     exclude = None
     if reference == "observed":
         if frames is None:
@@ -222,33 +226,51 @@ def detection_stage(attribute_tables, frames, thresholds, *, cycle: str = "full"
     were derived on the reference splits, so the test rows are the held-out figures.
     """
     from echolatent.temporal.detection import resolve_detector
-    from echolatent.temporal.evaluation import detection_rates, injected_defects
+    from echolatent.temporal.evaluation import KEY, class_counts, detection_rates, injected_defects, rates_from_counts
 
-    attributes = _read_attributes(attribute_tables)
     defects = injected_defects(frames, cycle=cycle)
     image = read_thresholds(thresholds, space="image")
-    parts = [("all", attributes)]
+    splits = ["all"]
     if patients is not None:
         from echolatent.models.quality import SPLIT_ORDER, with_split
 
-        attributes = with_split(attributes, patients)
-        parts = [(split, attributes[attributes["split"] == split].drop(columns="split")) if split != "all"
-                 else (split, attributes.drop(columns="split")) for split in SPLIT_ORDER]
+        patients = pd.read_csv(patients, sep="\t", dtype={"patient_id": str})
+        splits = list(SPLIT_ORDER)
     # the configured detector first, then the other one where its thresholds exist: the table
     # shows what the pair-aware spike search would flag next to the paper's deviation
     detectors = [resolve_detector(detector, cycle)]
     other = "spikes" if detectors[0] == "deviation" else "deviation"
     if other == "deviation" or "tau_pair" in image.columns:
         detectors.append(other)
+    # Detection is per sequence and the rates are counts per frame class: the cohort is read
+    # and checked shard by shard (the memory of one shard, not of the cohort) and the counts
+    # are added up.
+    counts = {}
+    columns = [*KEY, *image["name"]]
+    for table in attribute_tables:
+        attributes = read_tables([table], columns=lambda name: name in columns)
+        parts = {"all": attributes}
+        if patients is not None:
+            attributes = with_split(attributes, patients)
+            parts = {split: attributes[attributes["split"] == split].drop(columns="split") if split != "all"
+                     else attributes.drop(columns="split") for split in splits}
+        shard_defects = defects[defects["patient_id"].isin(attributes["patient_id"].unique())]
+        for name in detectors:
+            for split, members in parts.items():
+                if not len(members):
+                    continue
+                _, checked = detection_rates(members, shard_defects, image, margin=margin, cycle=cycle, detector=name)
+                shard_counts = class_counts(checked, image["name"]).set_index("frames")
+                key = (name, split)
+                counts[key] = shard_counts if key not in counts else counts[key] + shard_counts
     tables = []
     for name in detectors:
-        for split, members in parts:
-            if not len(members):
-                continue
-            rates, _ = detection_rates(members, defects, image, margin=margin, cycle=cycle, detector=name)
-            rates.insert(0, "detector", name)
-            rates.insert(0, "split", split)
-            tables.append(rates)
+        for split in splits:
+            if (name, split) in counts:  # a split without frames has no rows
+                rates = rates_from_counts(counts[name, split].reset_index())
+                rates.insert(0, "detector", name)
+                rates.insert(0, "split", split)
+                tables.append(rates)
     rates = pd.concat(tables, ignore_index=True)
     if patients is None:
         rates = rates.drop(columns="split")
