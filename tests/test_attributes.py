@@ -71,6 +71,12 @@ def assert_matches_reference(masks):
             a, b = float(df[name].iloc[i]), float(ref[name])
             if name in ("lv_orientation", "epi_center_x", "epi_center_y"):
                 assert (math.isnan(a) and math.isnan(b)) or abs(a - b) < 1e-9, (i, name, a, b)
+            elif name in ("lv_base_width", "lv_length"):
+                # the same landmarks; the reference's np.linalg.norm goes through BLAS's dot, whose
+                # fused multiply-add (CPU dependent) may round the last bit of the distance
+                # differently (seed 62 of the noise test: 27.487451682540524 vs ...527)
+                assert (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=4e-16, abs_tol=0), \
+                    (i, name, a, b)
             else:
                 assert (math.isnan(a) and math.isnan(b)) or a == b, (i, name, a, b)
 

@@ -57,7 +57,8 @@ import pandas as pd
 from echolatent.io.tables import read_table, read_tables, write_table
 from echolatent.shape.attributes import temporal_attribute
 from echolatent.stages.encode import load_corrector
-from echolatent.temporal.thresholds import by_attribute, derive_thresholds_table, read_thresholds, write_thresholds
+from echolatent.temporal.thresholds import (by_attribute, derive_thresholds, derive_thresholds_table, read_thresholds,
+                                            sequence_curves, write_thresholds)
 
 __all__ = [
     "REFERENCES",
@@ -100,15 +101,38 @@ def _rows_of(table: pd.DataFrame, patients) -> pd.DataFrame:
     return table[table["patient_id"].astype(str).isin(patients)]
 
 
-def _with_defects(table: pd.DataFrame, frames, cycle: str) -> pd.DataFrame:
-    from echolatent.temporal.evaluation import injected_defects
-
-    defects = injected_defects(frames, cycle=cycle)[["patient_id", "view", "frame", "defective"]]
-    out = table.merge(defects, on=["patient_id", "view", "frame"], how="left")
+def _with_defects(table: pd.DataFrame, defects: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with the ``defective`` flag of each frame (``defects``: :func:`injected_defects` rows)."""
+    out = table.merge(defects[["patient_id", "view", "frame", "defective"]], on=["patient_id", "view", "frame"],
+                      how="left")
     if out["defective"].isna().any():
         raise ValueError("frames without a record in the simulator's frames table")
     out["defective"] = out["defective"].astype(bool)
     return out
+
+
+def _reference_curves(attribute_tables, members, names, defects=None):
+    """``read()``: the reference patients' curves of ``names``, shard by shard, read again at every
+    call (:func:`~echolatent.temporal.thresholds.derive_thresholds`); with ``defects``, the
+    frames with an injected defect are NaN (left out, as ``exclude`` does)."""
+    from echolatent.temporal.evaluation import defects_of
+
+    columns = {"patient_id", "view", "frame", *names}
+
+    def read():
+        for path in attribute_tables:
+            # only the keys and the attribute columns of the reference patients
+            table = _rows_of(read_tables([path], columns=lambda name: name in columns), members)
+            if not len(table):
+                continue
+            if defects is None:
+                yield sequence_curves(table, names)[1]
+                continue
+            table = _with_defects(table, defects_of(defects, table["patient_id"].unique()))
+            _, curves = sequence_curves(table, [*names, "defective"])
+            yield [np.where(curve[:, -1:] == 1, np.nan, curve[:, :-1]) for curve in curves]
+
+    return read
 
 
 def image_thresholds_stage(attribute_tables, patients, *, reference: str, splits, names, rule: str = "max",
@@ -121,21 +145,24 @@ def image_thresholds_stage(attribute_tables, patients, *, reference: str, splits
     :func:`~echolatent.temporal.thresholds.image_attribute_names`); ``rule`` and ``robust_k``:
     how the thresholds are derived (:func:`~echolatent.temporal.thresholds.derive_thresholds_table`;
     the workflow's ``rule: auto`` is ``max`` for clean references and ``robust`` for ``input``).
+
+    The reference is read shard by shard, once per pass of the derivation
+    (:func:`~echolatent.temporal.thresholds.derive_thresholds`), and never held whole: the
+    memory does not grow with the cohort.
     """
     if reference not in REFERENCES:
         raise ValueError(f"temporal reference must be one of {REFERENCES}, got {reference!r}")
-    # shard by shard, only the keys and the attribute columns of the reference patients: the
-    # memory of the reference's curves, not of every column of the cohort
-    members, columns = _members(patients, splits), {"patient_id", "view", "frame", *names}
-    table = pd.concat([_rows_of(read_tables([path], columns=lambda name: name in columns), members)
-                       for path in attribute_tables], ignore_index=True)
-    exclude = None
+    members, defects = _members(patients, splits), None
     if reference == "observed":
+        from echolatent.temporal.evaluation import injected_defects, read_frames_table
+
         if frames is None:
             raise ValueError("the 'observed' reference needs the simulator's frames table (synthetic cohorts)")
-        table, exclude = _with_defects(table, frames, cycle), "defective"
-    result = derive_thresholds_table(table, list(names), reference=f"{reference}:{'+'.join(splits)}:{rule}",
-                                     exclude=exclude, cycle=cycle, rule=rule, robust_k=robust_k)
+        # the reference patients' frames only, in compact dtypes
+        defects = injected_defects(read_frames_table(frames, patients=members), cycle=cycle)
+    result = derive_thresholds(_reference_curves(attribute_tables, members, list(names), defects), list(names),
+                               reference=f"{reference}:{'+'.join(splits)}:{rule}", cycle=cycle, rule=rule,
+                               robust_k=robust_k)
     logger.info("image thresholds:\n%s", result.to_string(index=False))
     if out is not None:
         write_thresholds(result, out)
@@ -201,7 +228,10 @@ def latent_thresholds_stage(checkpoint, latent_bounds, image_thresholds, *, mode
         table = pd.concat(rows, ignore_index=True)
         exclude = None
         if reference == "observed":
-            table, exclude = _with_defects(table, frames, cycle), "defective"
+            from echolatent.temporal.evaluation import injected_defects, read_frames_table
+
+            defects = injected_defects(read_frames_table(frames, patients=members), cycle=cycle)
+            table, exclude = _with_defects(table, defects), "defective"
         result = derive_thresholds_table(table, [f"mu_{k}" for k in dims], names=dim_names, space="latent",
                                          dims=dims, bounds=(lo, hi), exclude=exclude, cycle=cycle,
                                          reference=f"latent:{reference}:{'+'.join(splits)}")
@@ -226,9 +256,11 @@ def detection_stage(attribute_tables, frames, thresholds, *, cycle: str = "full"
     were derived on the reference splits, so the test rows are the held-out figures.
     """
     from echolatent.temporal.detection import resolve_detector
-    from echolatent.temporal.evaluation import KEY, class_counts, detection_rates, injected_defects, rates_from_counts
+    from echolatent.temporal.evaluation import (KEY, class_counts, defects_of, detection_rates, injected_defects,
+                                                read_frames_table, rates_from_counts)
 
-    defects = injected_defects(frames, cycle=cycle)
+    # the cohort's defects in compact dtypes (~12 bytes per frame); each shard takes its rows
+    defects = injected_defects(read_frames_table(frames), cycle=cycle)
     image = read_thresholds(thresholds, space="image")
     splits = ["all"]
     if patients is not None:
@@ -254,7 +286,7 @@ def detection_stage(attribute_tables, frames, thresholds, *, cycle: str = "full"
             attributes = with_split(attributes, patients)
             parts = {split: attributes[attributes["split"] == split].drop(columns="split") if split != "all"
                      else attributes.drop(columns="split") for split in splits}
-        shard_defects = defects[defects["patient_id"].isin(attributes["patient_id"].unique())]
+        shard_defects = defects_of(defects, attributes["patient_id"].unique())
         for name in detectors:
             for split, members in parts.items():
                 if not len(members):

@@ -106,6 +106,7 @@ import numpy as np
 import pandas as pd
 
 from echolatent.temporal.metric import end_rule, temporal_consistency
+from echolatent.temporal.streaming import ExactMedian, RunningMoments, run_passes
 
 __all__ = [
     "DETECTORS",
@@ -120,6 +121,7 @@ __all__ = [
     "stencil_windows",
     "stencil_statistics",
     "stencil_thresholds",
+    "StencilReference",
     "detect_spikes",
     "encode_mixing",
     "decode_mixing",
@@ -346,47 +348,97 @@ def stencil_thresholds(curves, lo, hi, *, cycle=None, rule: str = "max", robust_
     value did better on train + val pooled: pairs 0.95 against 0.94, end frames 1.0 against
     0.95, clean windows flagged 0.7 % against 1.1 %.
     """
-    if rule not in ("max", "robust"):
-        raise ValueError(f"threshold rule must be 'max' or 'robust', got {rule!r}")
-    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
-    K = len(lo)
-    full = end_rule(cycle) == "periodic"
-    stencils = [s for s in STENCILS if full or s not in FULL_CYCLE_ONLY]
-    parts = {(stencil, end): [] for stencil in stencils for end in (False, True)}
-    for curve in curves:
-        normalised = (np.asarray(curve, np.float64) - lo) / (hi - lo)
-        for stencil in stencils:
-            values, windows = stencil_statistics(normalised, stencil, cycle)
-            parts[stencil, False].append(values[~windows.end])
-            parts[stencil, True].append(values[windows.end])
-    out = {}
-    for stencil in stencils:
-        interior, end = (np.concatenate(parts[stencil, e]) if parts[stencil, e] else np.empty((0, K))
-                         for e in (False, True))
+    reference = StencilReference(lo, hi, cycle=cycle, rule=rule, robust_k=robust_k)
+    run_passes(lambda: [curves], [reference])
+    return reference.result()
+
+
+class StencilReference:
+    """The stencils' thresholds of :func:`stencil_thresholds`, from reference curves read pass
+    by pass (:func:`~echolatent.temporal.streaming.run_passes`): the memory of a few numbers
+    per attribute, not of every reference window.
+
+    Max rule: a first pass accumulates the readings' moments (the mixing, full cycles), a second
+    takes the largest ``|mixed reading|``. Robust rule: the exact medians of ``|reading|``
+    (:class:`~echolatent.temporal.streaming.ExactMedian`, one to a few passes).
+    """
+
+    def __init__(self, lo, hi, *, cycle=None, rule: str = "max", robust_k: float = 4.0):
+        if rule not in ("max", "robust"):
+            raise ValueError(f"threshold rule must be 'max' or 'robust', got {rule!r}")
+        self.lo, self.hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+        self.cycle, self.rule, self.robust_k = cycle, rule, robust_k
+        K = self.K = len(self.lo)
+        self.full = end_rule(cycle) == "periodic"
+        self.stencils = [s for s in STENCILS if self.full or s not in FULL_CYCLE_ONLY]
         if rule == "max":
-            mixing = _mixing_matrix(np.concatenate([interior, end])) if full else None
-            if mixing is not None:
-                interior, end = _mix(interior, mixing), _mix(end, mixing)
-                out[f"mix_{stencil}"] = encode_mixing(mixing)
-            out[f"tau_{stencil}"] = out[f"tau_{stencil}_end"] = _largest(np.concatenate([interior, end]), K)
+            # the mixing needs the moments of every reading first (full cycles only)
+            self.moments = {s: RunningMoments(K) for s in self.stencils} if self.full else None
+            self.mixing = {s: None for s in self.stencils}
+            self.largest = {s: np.full(K, -np.inf) for s in self.stencils}
         else:
-            out[f"tau_{stencil}"] = robust_k * _robust_sd(interior, K)
-            out[f"tau_{stencil}_end"] = robust_k * _robust_sd(end, K)
-    return out
+            self.medians = {(s, end): ExactMedian(K) for s in self.stencils for end in (False, True)}
+
+    def _readings(self, batch):
+        """Per stencil, the (windows, K) readings of the batch's curves and their end flags."""
+        readings = {s: ([], []) for s in self.stencils}
+        for curve in batch:
+            normalised = (np.asarray(curve, np.float64) - self.lo) / (self.hi - self.lo)
+            for stencil in self.stencils:
+                values, windows = stencil_statistics(normalised, stencil, self.cycle)
+                readings[stencil][0].append(values)
+                readings[stencil][1].append(windows.end)
+        return {s: (np.concatenate(v) if v else np.empty((0, self.K)), np.concatenate(e) if e else np.empty(0, bool))
+                for s, (v, e) in readings.items()}
+
+    def add(self, batch) -> None:
+        for stencil, (values, end) in self._readings(batch).items():
+            if self.rule == "robust":
+                self.medians[stencil, False].add(values[~end])
+                self.medians[stencil, True].add(values[end])
+            elif self.moments is not None:
+                self.moments[stencil].add(values[~np.isnan(values).any(axis=1)])
+            else:
+                self.largest[stencil] = np.fmax(self.largest[stencil], _largest(_mix(values, self.mixing[stencil]),
+                                                                                self.K))
+
+    def end_pass(self) -> bool:
+        if self.rule == "robust":
+            return all([median.end_pass() for median in self.medians.values() if not median.done.all()])
+        if self.moments is not None:
+            self.mixing = {s: _mixing_matrix(moments) for s, moments in self.moments.items()}
+            self.moments = None
+            return False
+        return True
+
+    def result(self) -> dict:
+        out = {}
+        for stencil in self.stencils:
+            if self.rule == "max":
+                if self.mixing[stencil] is not None:
+                    out[f"mix_{stencil}"] = encode_mixing(self.mixing[stencil])
+                largest = np.where(np.isneginf(self.largest[stencil]), np.nan, self.largest[stencil])
+                out[f"tau_{stencil}"] = out[f"tau_{stencil}_end"] = largest
+            else:
+                from echolatent.temporal.thresholds import MAD_TO_SD
+
+                for end, suffix in ((False, ""), (True, "_end")):
+                    out[f"tau_{stencil}{suffix}"] = self.robust_k * (MAD_TO_SD * self.medians[stencil, end].median)
+        return out
 
 
-def _mixing_matrix(values: np.ndarray) -> np.ndarray | None:
-    """(K, K) mixing of reference readings (n, K): column k = partial residual of attribute k, or None."""
-    K = values.shape[1] if values.ndim == 2 else 0
-    rows = values[~np.isnan(values).any(axis=1)] if K else values
-    if K < 2 or len(rows) < MIN_MIXING_WINDOWS * K:
+def _mixing_matrix(moments: RunningMoments) -> np.ndarray | None:
+    """(K, K) mixing from the moments of the reference readings without NaN: column k = partial
+    residual of attribute k, or None."""
+    K = len(moments.mean)
+    if K < 2 or moments.n < MIN_MIXING_WINDOWS * K:
         return None
-    spread = rows.std(axis=0)
+    spread = moments.std()
     keep = np.flatnonzero(np.isfinite(spread) & (spread > 0))
     if len(keep) < 2:
         return None
-    scaled = rows[:, keep] / spread[keep]
-    correlation = np.cov(scaled, rowvar=False)
+    # the correlation of the readings scaled by their spread
+    correlation = moments.covariance()[np.ix_(keep, keep)] / np.outer(spread[keep], spread[keep])
     if not np.all(np.isfinite(correlation)) or np.linalg.cond(correlation) > 1e10:
         return None
     precision = np.linalg.inv(correlation)
@@ -452,17 +504,6 @@ def _largest(values: np.ndarray, n: int) -> np.ndarray:
         return np.full(n, np.nan)
     peak = np.max(np.where(np.isnan(values), -np.inf, np.abs(values)), axis=0)
     return np.where(np.isneginf(peak), np.nan, peak)
-
-
-def _robust_sd(values: np.ndarray, n: int) -> np.ndarray:
-    """``1.4826 * median |value|`` per column, NaN ignored (NaN for a column without a value)."""
-    from echolatent.temporal.thresholds import MAD_TO_SD
-
-    if not len(values):
-        return np.full(n, np.nan)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)       # all-NaN column: NaN
-        return MAD_TO_SD * np.nanmedian(np.abs(values), axis=0)
 
 
 def _fill_missing(a: np.ndarray) -> np.ndarray:

@@ -35,8 +35,8 @@ import pandas as pd
 from echolatent.temporal.metric import neighbour_frames
 from echolatent.temporal.thresholds import sequence_curves
 
-__all__ = ["FRAME_CLASSES", "end_thresholds", "injected_defects", "frame_classes", "detection_rates", "class_counts",
-           "rates_from_counts"]
+__all__ = ["FRAME_CLASSES", "FRAMES_COLUMNS", "end_thresholds", "injected_defects", "read_frames_table", "defects_of",
+           "frame_classes", "detection_rates", "class_counts", "rates_from_counts"]
 
 KEY = ["patient_id", "view", "frame"]
 
@@ -53,31 +53,83 @@ def end_thresholds(thresholds: pd.DataFrame):
     return None if np.isnan(end).all() else np.where(np.isnan(end), thresholds["tau"].to_numpy(float), end)
 
 
+#: The columns of the simulator's ``frames.tsv`` the defects are read from (``is_ed`` and
+#: ``in_half`` for half cycles only; the table has ~45 per frame).
+FRAMES_COLUMNS = ("patient_id", "view", "frame", "defect", "defect_spike", "is_ed", "in_half")
+_REQUIRED_FRAMES_COLUMNS = ("patient_id", "view", "frame", "defect", "defect_spike")
+#: Rows of ``frames.tsv`` parsed at a time by :func:`read_frames_table` (~6 MB as Python objects).
+FRAMES_CHUNK_ROWS = 100_000
+
+
 def injected_defects(frames: pd.DataFrame | str, *, cycle: str = "full") -> pd.DataFrame:
     """Per ingested frame, the injected defect: ``patient_id, view, frame, defect, spike, defective``.
 
     ``frames`` is the simulator's ``truth/frames.tsv`` (full-cycle frame indices). For a
     cohort ingested as half cycles (frames ED..ES), frame ``i`` is the full-cycle frame
-    ``ED + i``, and the frames after ES are left out.
+    ``ED + i``, and the frames after ES are left out. A table from :func:`read_frames_table`
+    keeps its compact dtypes (categorical ids; :func:`defects_of` gives plain ones).
     """
     if not isinstance(frames, pd.DataFrame):
-        # only the columns used here: the table has ~45 per frame (400,000 rows at 10,000 patients)
-        used = {"patient_id", "view", "frame", "defect", "defect_spike", "is_ed", "in_half"}
-        frames = pd.read_csv(frames, sep="\t", dtype={"patient_id": str, "view": str, "defect": str},
-                             keep_default_na=False, usecols=lambda column: column in used)
+        frames = read_frames_table(frames, compact=False)
     table = frames[["patient_id", "view", "frame", "defect", "defect_spike"]].copy()
     if cycle == "half":
-        ed = frames.loc[frames["is_ed"].astype(int) == 1].groupby(["patient_id", "view"])["frame"].min()
+        ed = frames.loc[frames["is_ed"].astype(int) == 1].groupby(["patient_id", "view"], observed=True)["frame"].min()
         table = table.join(ed.rename("ed"), on=["patient_id", "view"])
         table["frame"] = table["frame"] - table["ed"]
         keep = table["frame"] >= 0
         if "in_half" in frames.columns:
             keep &= frames["in_half"].astype(int).to_numpy() == 1
         table = table[keep].drop(columns="ed")
-    table["defect"] = table["defect"].replace("", "none").fillna("none")
+    if not isinstance(table["defect"].dtype, pd.CategoricalDtype):  # (compact tables: done while read)
+        table["defect"] = table["defect"].replace("", "none").fillna("none")
     table["spike"] = table.pop("defect_spike").astype(int) == 1
-    table["defective"] = table["defect"] != "none"
+    table["defective"] = (table["defect"] != "none").to_numpy()
     return table.reset_index(drop=True)
+
+
+def read_frames_table(path, *, patients=None, compact: bool = True, chunksize: int | None = None) -> pd.DataFrame:
+    """The columns of the simulator's ``frames.tsv`` the defects need (:data:`FRAMES_COLUMNS`).
+
+    ``compact``: read in chunks into categorical ids and defects and small integers, about 12
+    bytes per frame instead of ~150 as Python strings (400,000 frames at 10,000 patients), with
+    empty defects read as ``none``; ``patients``: only these patients' frames; ``chunksize``:
+    rows parsed at a time (default :data:`FRAMES_CHUNK_ROWS`).
+    """
+    reader = pd.read_csv(path, sep="\t", dtype={"patient_id": str, "view": str, "defect": str},
+                         keep_default_na=False, usecols=lambda column: column in FRAMES_COLUMNS,
+                         chunksize=(chunksize or FRAMES_CHUNK_ROWS) if compact else None)
+    chunks = reader if compact else [reader]
+    parts = []
+    for chunk in chunks:
+        missing = [c for c in _REQUIRED_FRAMES_COLUMNS if c not in chunk.columns]
+        if missing:
+            raise ValueError(f"{path}: the frames table lacks column(s) {missing}")
+        if patients is not None:
+            chunk = chunk[chunk["patient_id"].isin(patients)]
+        if compact:
+            chunk = chunk.assign(defect=chunk["defect"].replace("", "none"))
+            chunk = chunk.astype({"patient_id": "category", "view": "category", "defect": "category",
+                                  "frame": np.int32, "defect_spike": np.int8,
+                                  **{c: np.int8 for c in ("is_ed", "in_half") if c in chunk.columns}})
+        parts.append(chunk)
+    if not parts:                                        # a header without rows
+        return pd.read_csv(path, sep="\t", nrows=0, usecols=lambda column: column in FRAMES_COLUMNS)
+    if not compact or len(parts) == 1:
+        return parts[0].reset_index(drop=True)
+    columns = {}
+    for column in parts[0].columns:
+        if isinstance(parts[0][column].dtype, pd.CategoricalDtype):
+            columns[column] = pd.api.types.union_categoricals([part[column] for part in parts])
+        else:
+            columns[column] = np.concatenate([part[column].to_numpy() for part in parts])
+    return pd.DataFrame(columns)
+
+
+def defects_of(defects: pd.DataFrame, patients) -> pd.DataFrame:
+    """The rows of :func:`injected_defects` for ``patients``, with plain dtypes (string ids, int64 frames)."""
+    rows = defects[defects["patient_id"].isin(list(patients))]
+    plain = {c: str for c in ("patient_id", "view", "defect") if isinstance(rows[c].dtype, pd.CategoricalDtype)}
+    return rows.astype({**plain, "frame": np.int64}).reset_index(drop=True)
 
 
 def frame_classes(defects: pd.DataFrame, *, cycle=None) -> pd.DataFrame:

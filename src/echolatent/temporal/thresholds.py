@@ -30,6 +30,18 @@ construction: a defect among them is flagged, as it should be.
 Reference sequences are the clean truth masks of a synthetic cohort, and the ingested
 masks of the training split otherwise (the manual segmentations of CAMUS-like data).
 
+Memory (issue 18)
+-----------------
+:func:`derive_thresholds` reads the reference curves pass by pass (a cohort's shards, read
+again at each pass) and keeps per attribute a few numbers, per sequence its peaks: the bounds
+in a first pass, then the peaks, the stencils' moments and, for the robust rule, exact medians
+(:mod:`echolatent.temporal.streaming`), then the stencils' mixed maxima or the medians' next
+digits. The bounds, ``tau``, ``tau_end`` and the robust rule's values equal those of the
+whole reference held at once, bit for bit; the mean and spread of the per-sequence maxima and
+the max rule's mixing (and the stencil thresholds it scales) are sums whose order follows the
+shards, equal up to rounding (1e-15 relative on the 1,000-patient cohort, detection table
+identical). :func:`derive_thresholds_table` is the same derivation on a table in memory.
+
 Units (issue 12)
 ----------------
 Derived thresholds are in **physical units** by default (:data:`IMAGE_UNITS`,
@@ -83,6 +95,7 @@ Table format (TSV, one row per attribute or latent dimension)
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +103,9 @@ import pandas as pd
 
 from echolatent.io.atomic import atomic_path
 from echolatent.shape.attributes import PHYSICAL_ATTRIBUTES, TEMPORAL_ATTRIBUTES, temporal_attribute
-from echolatent.temporal.detection import STENCIL_COLUMNS, stencil_thresholds
-from echolatent.temporal.metric import CAMUS_BOUNDS, TEMPORAL_THRESHOLDS, sequence_maxima
+from echolatent.temporal.detection import STENCIL_COLUMNS, StencilReference
+from echolatent.temporal.metric import CAMUS_BOUNDS, TEMPORAL_THRESHOLDS, consistency_deviation
+from echolatent.temporal.streaming import ExactMedian, run_passes
 
 __all__ = [
     "RULES",
@@ -102,6 +116,7 @@ __all__ = [
     "published_thresholds",
     "sequence_curves",
     "derive_thresholds_table",
+    "derive_thresholds",
     "read_thresholds",
     "write_thresholds",
     "threshold_arrays",
@@ -208,61 +223,135 @@ def derive_thresholds_table(table: pd.DataFrame, columns, *, names=None, space: 
     robust_k : float
         Standard deviations of the robust rule.
     """
-    if rule not in RULES:
-        raise ValueError(f"threshold rule must be one of {RULES}, got {rule!r}")
-    if not robust_k > 0:
-        raise ValueError(f"robust_k must be > 0, got {robust_k!r}")
     columns = list(columns)
-    names = columns if names is None else list(names)
-    if len(names) != len(columns):
+    if len(names if names is not None else columns) != len(columns):
         raise ValueError("need one name per column")
     _, curves = sequence_curves(table, columns)
-    if not curves:
-        raise ValueError("no reference sequences to derive thresholds from")
     if exclude is not None:
         # A flagged frame becomes NaN: its deviation and its neighbours' are then NaN, which
         # the maxima ignore, and it drops out of the bounds.
         _, flags = sequence_curves(table, [exclude])
         curves = [np.where(flag.astype(bool), np.nan, curve) for curve, flag in zip(curves, flags)]
+    return derive_thresholds(lambda: [curves], columns if names is None else names, space=space, dims=dims,
+                             bounds=bounds, reference=reference, cycle=cycle, rule=rule, robust_k=robust_k)
+
+
+def derive_thresholds(read_curves, names, *, space: str = "image", dims=None, bounds=None, reference: str = "",
+                      cycle=None, rule: str = "max", robust_k: float = 4.0) -> pd.DataFrame:
+    """Bounds and thresholds from reference curves read pass by pass (:func:`derive_thresholds_table`).
+
+    ``read_curves()`` returns, at every call, a fresh iterable of batches of reference curves
+    ((T_i, K) arrays in the order of ``names``, raw units, NaN for frames left out): a cohort's
+    shards are read once per pass (2-4 passes, :mod:`echolatent.temporal.streaming`) rather
+    than held, so the memory does not grow with the cohort. The other parameters are those of
+    :func:`derive_thresholds_table`; the values equal the in-memory derivation's, those of
+    the spike detector's mixing up to rounding (moments merged shard by shard).
+    """
+    if rule not in RULES:
+        raise ValueError(f"threshold rule must be one of {RULES}, got {rule!r}")
+    if not robust_k > 0:
+        raise ValueError(f"robust_k must be > 0, got {robust_k!r}")
+    names = list(names)
     if bounds is None:
-        values = np.concatenate(curves)
-        with np.errstate(all="ignore"):
-            lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+        extent = _Bounds(len(names))
+        run_passes(read_curves, [extent])
+        if not extent.n_sequences:
+            raise ValueError("no reference sequences to derive thresholds from")
+        lo, hi = extent.lo, extent.hi
     else:
-        lo, hi = (np.asarray(b, dtype=np.float64).reshape(len(columns)) for b in bounds)
+        lo, hi = (np.asarray(b, dtype=np.float64).reshape(len(names)) for b in bounds)
     if not np.all(np.isfinite(lo) & np.isfinite(hi) & (hi > lo)):
         bad = [n for n, a, b in zip(names, lo, hi) if not (np.isfinite(a) and np.isfinite(b) and b > a)]
         raise ValueError(f"degenerate reference range for {bad}: the reference curves do not vary")
-    maxima = sequence_maxima(curves, lo, hi, cycle=cycle)
+    deviations = _Deviations(lo, hi, cycle=cycle, rule=rule)
+    stencils = StencilReference(lo, hi, cycle=cycle, rule=rule, robust_k=robust_k)
+    run_passes(read_curves, [deviations, stencils])
+    if not deviations.n_sequences:
+        raise ValueError("no reference sequences to derive thresholds from")
+    maxima = deviations.maxima("all")
     with np.errstate(all="ignore"):
         tau, tau_end = np.nanmax(maxima, axis=0), np.full(len(names), np.nan)
         if rule == "robust":
-            tau = robust_k * MAD_TO_SD * np.nanmedian(_deviations(curves, lo, hi, cycle, "interior"), axis=0)
+            tau = robust_k * (MAD_TO_SD * deviations.medians["interior"].median)
             if cycle is not None:
-                tau_end = robust_k * MAD_TO_SD * np.nanmedian(_deviations(curves, lo, hi, cycle, "ends"), axis=0)
+                tau_end = robust_k * (MAD_TO_SD * deviations.medians["ends"].median)
         elif cycle is not None:  # the ends have their own threshold (echolatent.temporal.metric)
-            tau = np.nanmax(sequence_maxima(curves, lo, hi, cycle=cycle, frames="interior"), axis=0)
-            tau_end = np.nanmax(sequence_maxima(curves, lo, hi, cycle=cycle, frames="ends"), axis=0)
+            tau = np.nanmax(deviations.maxima("interior"), axis=0)
+            tau_end = np.nanmax(deviations.maxima("ends"), axis=0)
         rows = {
             "space": space, "name": names,
             "dim": pd.array(list(dims) if dims is not None else [pd.NA] * len(names), dtype="Int64"),
-            "lo": lo, "hi": hi, "tau": tau, "tau_end": tau_end, "n_sequences": len(curves),
+            "lo": lo, "hi": hi, "tau": tau, "tau_end": tau_end, "n_sequences": deviations.n_sequences,
             "seq_max_min": np.nanmin(maxima, axis=0), "seq_max_mean": np.nanmean(maxima, axis=0),
             "seq_max_std": np.nanstd(maxima, axis=0), "reference": reference,
-            **stencil_thresholds(curves, lo, hi, cycle=cycle, rule=rule, robust_k=robust_k),
+            **stencils.result(),
         }
     return _typed(pd.DataFrame(rows, columns=THRESHOLD_COLUMNS))
 
 
-def _deviations(curves, lo, hi, cycle, frames: str) -> np.ndarray:
-    """``|d_t|`` of the interior (``1 .. T - 2``) or end frames of every curve, stacked (frames, K)."""
-    from echolatent.temporal.metric import consistency_deviation
+class _Bounds:
+    """Min and max of every attribute over the reference frames (NaN ignored), one pass."""
 
-    parts = []
-    for curve in curves:
-        d = np.abs(consistency_deviation(curve, lo, hi, cycle=cycle))
-        parts.append(d[1:-1] if frames == "interior" else d[[0, -1]] if len(d) else d)
-    return np.concatenate(parts) if parts else np.empty((0, len(lo)))
+    def __init__(self, n_columns: int):
+        self.lo, self.hi = np.full(n_columns, np.inf), np.full(n_columns, -np.inf)
+        self.n_sequences = 0
+
+    def add(self, batch) -> None:
+        for curve in batch:
+            self.n_sequences += 1
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)       # an all-NaN column
+                self.lo = np.fmin(self.lo, np.nanmin(curve, axis=0) if len(curve) else self.lo)
+                self.hi = np.fmax(self.hi, np.nanmax(curve, axis=0) if len(curve) else self.hi)
+
+    def end_pass(self) -> bool:
+        return True
+
+
+class _Deviations:
+    """Per-sequence maxima of ``|d_t|`` (all, interior, end frames) and, for the robust rule, the
+    exact medians of ``|d_t|`` (interior, end frames), read pass by pass."""
+
+    def __init__(self, lo, hi, *, cycle=None, rule: str = "max"):
+        self.lo, self.hi, self.cycle = lo, hi, cycle
+        self.peaks = {frames: [] for frames in ("all", "interior", "ends")}
+        self.n_sequences, self.first = 0, True
+        self.medians = {}
+        if rule == "robust":
+            self.medians["interior"] = ExactMedian(len(lo))
+            if cycle is not None:
+                self.medians["ends"] = ExactMedian(len(lo))
+
+    def add(self, batch) -> None:
+        parts = {frames: [] for frames in self.medians}
+        peaks = {frames: [] for frames in self.peaks}
+        for curve in batch:
+            d = np.abs(consistency_deviation(curve, self.lo, self.hi, cycle=self.cycle))
+            selected = {"all": d, "interior": d[1:-1], "ends": d[[0, -1]] if len(d) else d}
+            if self.first:
+                # the peak of each sequence, as sequence_maxima (K numbers per sequence, kept
+                # for the statistics of the maxima)
+                for frames, values in selected.items():
+                    values = np.where(np.isnan(values), -np.inf, values)
+                    peak = values.max(axis=0) if len(values) else np.full(values.shape[1:], -np.inf)
+                    peaks[frames].append(np.where(np.isneginf(peak), np.nan, peak))
+            for frames in parts:
+                parts[frames].append(selected[frames])
+        if self.first and batch:
+            self.n_sequences += len(batch)
+            for frames, values in peaks.items():       # one array per batch, not one per sequence
+                self.peaks[frames].append(np.array(values, dtype=np.float64).reshape(len(values), -1))
+        for frames, values in parts.items():
+            if values and not self.medians[frames].done.all():
+                self.medians[frames].add(np.concatenate(values))
+
+    def maxima(self, frames: str) -> np.ndarray:
+        """(sequences, K) peaks, in the order the sequences were read."""
+        return np.concatenate(self.peaks[frames]) if self.peaks[frames] else np.empty((0, len(self.lo)))
+
+    def end_pass(self) -> bool:
+        self.first = False
+        return all([median.end_pass() for median in self.medians.values() if not median.done.all()])
 
 
 def _typed(table: pd.DataFrame) -> pd.DataFrame:
