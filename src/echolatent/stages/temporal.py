@@ -56,6 +56,7 @@ import pandas as pd
 
 from echolatent.io.tables import read_table, read_tables, write_table
 from echolatent.shape.attributes import temporal_attribute
+from echolatent.temporal.evaluation import defects_of, injected_defects, read_frames_table
 from echolatent.stages.encode import load_corrector
 from echolatent.temporal.thresholds import (by_attribute, derive_thresholds, derive_thresholds_table, read_thresholds,
                                             sequence_curves, write_thresholds)
@@ -101,6 +102,17 @@ def _rows_of(table: pd.DataFrame, patients) -> pd.DataFrame:
     return table[table["patient_id"].astype(str).isin(patients)]
 
 
+def _read_defects(frames, cycle: str, patients=None) -> pd.DataFrame:
+    """:func:`~echolatent.temporal.evaluation.injected_defects` of the simulator's frames table
+    (a path, or a table), in compact dtypes (~12 bytes a frame; :func:`~echolatent.temporal.evaluation.defects_of` gives a
+    patient set's rows in plain ones); ``patients``: only theirs."""
+    if not isinstance(frames, pd.DataFrame):
+        frames = read_frames_table(frames, patients=patients)
+    elif patients is not None:
+        frames = frames[frames["patient_id"].astype(str).isin(patients)]
+    return injected_defects(frames, cycle=cycle)
+
+
 def _with_defects(table: pd.DataFrame, defects: pd.DataFrame) -> pd.DataFrame:
     """``table`` with the ``defective`` flag of each frame (``defects``: :func:`injected_defects` rows)."""
     out = table.merge(defects[["patient_id", "view", "frame", "defective"]], on=["patient_id", "view", "frame"],
@@ -115,8 +127,6 @@ def _reference_curves(attribute_tables, members, names, defects=None):
     """``read()``: the reference patients' curves of ``names``, shard by shard, read again at every
     call (:func:`~echolatent.temporal.thresholds.derive_thresholds`); with ``defects``, the
     frames with an injected defect are NaN (left out, as ``exclude`` does)."""
-    from echolatent.temporal.evaluation import defects_of
-
     columns = {"patient_id", "view", "frame", *names}
 
     def read():
@@ -154,12 +164,9 @@ def image_thresholds_stage(attribute_tables, patients, *, reference: str, splits
         raise ValueError(f"temporal reference must be one of {REFERENCES}, got {reference!r}")
     members, defects = _members(patients, splits), None
     if reference == "observed":
-        from echolatent.temporal.evaluation import injected_defects, read_frames_table
-
         if frames is None:
             raise ValueError("the 'observed' reference needs the simulator's frames table (synthetic cohorts)")
-        # the reference patients' frames only, in compact dtypes
-        defects = injected_defects(read_frames_table(frames, patients=members), cycle=cycle)
+        defects = _read_defects(frames, cycle, patients=members)
     result = derive_thresholds(_reference_curves(attribute_tables, members, list(names), defects), list(names),
                                reference=f"{reference}:{'+'.join(splits)}:{rule}", cycle=cycle, rule=rule,
                                robust_k=robust_k)
@@ -228,10 +235,8 @@ def latent_thresholds_stage(checkpoint, latent_bounds, image_thresholds, *, mode
         table = pd.concat(rows, ignore_index=True)
         exclude = None
         if reference == "observed":
-            from echolatent.temporal.evaluation import injected_defects, read_frames_table
-
-            defects = injected_defects(read_frames_table(frames, patients=members), cycle=cycle)
-            table, exclude = _with_defects(table, defects), "defective"
+            table, exclude = _with_defects(table, defects_of(_read_defects(frames, cycle, patients=members),
+                                                             members)), "defective"
         result = derive_thresholds_table(table, [f"mu_{k}" for k in dims], names=dim_names, space="latent",
                                          dims=dims, bounds=(lo, hi), exclude=exclude, cycle=cycle,
                                          reference=f"latent:{reference}:{'+'.join(splits)}")
@@ -256,11 +261,9 @@ def detection_stage(attribute_tables, frames, thresholds, *, cycle: str = "full"
     were derived on the reference splits, so the test rows are the held-out figures.
     """
     from echolatent.temporal.detection import resolve_detector
-    from echolatent.temporal.evaluation import (KEY, class_counts, defects_of, detection_rates, injected_defects,
-                                                read_frames_table, rates_from_counts)
+    from echolatent.temporal.evaluation import KEY, class_counts, detection_rates, rates_from_counts
 
-    # the cohort's defects in compact dtypes (~12 bytes per frame); each shard takes its rows
-    defects = injected_defects(read_frames_table(frames), cycle=cycle)
+    defects = _read_defects(frames, cycle)     # each shard takes its rows (defects_of)
     image = read_thresholds(thresholds, space="image")
     splits = ["all"]
     if patients is not None:
@@ -351,9 +354,10 @@ def correction_stage(checkpoint, shard, image_thresholds, latent_thresholds, *, 
                           truth_shard=truth_shard, out_h5=out_h5, model_name=model_name, device=dev,
                           cycle=cycle, input_criteria=measured)
     if frames is not None:
-        from echolatent.temporal.evaluation import injected_defects
-
-        defects = injected_defects(frames, cycle=cycle).groupby(["patient_id", "view"]).agg(
+        # the shard's patients' defects only, not the cohort's (a per-shard job)
+        shard_patients = set(table["patient_id"].astype(str))
+        defects = _read_defects(frames, cycle, patients=shard_patients)
+        defects = defects_of(defects, shard_patients).groupby(["patient_id", "view"]).agg(
             n_spikes=("spike", "sum"), n_defects=("defective", "sum")).reset_index()
         table = table.merge(defects, on=["patient_id", "view"], how="left")
         table["spiked"] = table["n_spikes"] > 0
