@@ -242,10 +242,12 @@ def derive_thresholds(read_curves, names, *, space: str = "image", dims=None, bo
 
     ``read_curves()`` returns, at every call, a fresh iterable of batches of reference curves
     ((T_i, K) arrays in the order of ``names``, raw units, NaN for frames left out): a cohort's
-    shards are read once per pass (2-4 passes, :mod:`echolatent.temporal.streaming`) rather
-    than held, so the memory does not grow with the cohort. The other parameters are those of
-    :func:`derive_thresholds_table`; the values equal the in-memory derivation's, those of
-    the spike detector's mixing up to rounding (moments merged shard by shard).
+    shards are read once per pass (:mod:`echolatent.temporal.streaming`; three passes for the
+    max rule; for the robust rule one more per 12 bits its medians need, three or four at
+    10,000 patients) rather than held, so the memory does not grow with the cohort. The other
+    parameters are those of :func:`derive_thresholds_table`; the values equal the in-memory
+    derivation's, those of the spike detector's mixing up to rounding (moments merged shard by
+    shard).
     """
     if rule not in RULES:
         raise ValueError(f"threshold rule must be one of {RULES}, got {rule!r}")
