@@ -290,14 +290,17 @@ def sequence_maxima(curves, lo, hi, *, cycle=None, frames: str = "all") -> np.nd
     """
     if frames not in FRAME_SETS:
         raise ValueError(f"frames must be one of {FRAME_SETS}, got {frames!r}")
-    rows = []
-    for c in curves:
-        d = np.abs(consistency_deviation(c, lo, hi, cycle=cycle))
-        if frames == "interior":
-            d = d[1:-1]
-        elif frames == "ends":
-            d = d[[0, -1]] if len(d) else d
-        d = np.where(np.isnan(d), -np.inf, d)
-        peak = d.max(axis=0) if len(d) else np.full(d.shape[1:], -np.inf)
-        rows.append(np.where(np.isneginf(peak), np.nan, peak))
+    rows = [deviation_peak(np.abs(consistency_deviation(c, lo, hi, cycle=cycle)), frames) for c in curves]
     return np.array(rows, dtype=np.float64).reshape(len(rows), -1)
+
+
+def deviation_peak(d: np.ndarray, frames: str = "all") -> np.ndarray:
+    """``max |d_t|`` per attribute of one sequence's (T, K) ``|d|`` over ``frames`` (all, interior:
+    ``1 .. T - 2``, ends: first and last); NaN values are ignored, NaN where none is left."""
+    if frames == "interior":
+        d = d[1:-1]
+    elif frames == "ends":
+        d = d[[0, -1]] if len(d) else d
+    d = np.where(np.isnan(d), -np.inf, d)
+    peak = d.max(axis=0) if len(d) else np.full(d.shape[1:], -np.inf)
+    return np.where(np.isneginf(peak), np.nan, peak)

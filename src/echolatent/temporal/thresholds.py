@@ -104,7 +104,7 @@ import pandas as pd
 from echolatent.io.atomic import atomic_path
 from echolatent.shape.attributes import PHYSICAL_ATTRIBUTES, TEMPORAL_ATTRIBUTES, temporal_attribute
 from echolatent.temporal.detection import STENCIL_COLUMNS, StencilReference
-from echolatent.temporal.metric import CAMUS_BOUNDS, TEMPORAL_THRESHOLDS, consistency_deviation
+from echolatent.temporal.metric import CAMUS_BOUNDS, TEMPORAL_THRESHOLDS, consistency_deviation, deviation_peak
 from echolatent.temporal.streaming import ExactMedian, run_passes
 
 __all__ = [
@@ -329,16 +329,13 @@ class _Deviations:
         peaks = {frames: [] for frames in self.peaks}
         for curve in batch:
             d = np.abs(consistency_deviation(curve, self.lo, self.hi, cycle=self.cycle))
-            selected = {"all": d, "interior": d[1:-1], "ends": d[[0, -1]] if len(d) else d}
             if self.first:
-                # the peak of each sequence, as sequence_maxima (K numbers per sequence, kept
-                # for the statistics of the maxima)
-                for frames, values in selected.items():
-                    values = np.where(np.isnan(values), -np.inf, values)
-                    peak = values.max(axis=0) if len(values) else np.full(values.shape[1:], -np.inf)
-                    peaks[frames].append(np.where(np.isneginf(peak), np.nan, peak))
+                # the peak of each sequence (K numbers per sequence, kept for the statistics
+                # of the maxima)
+                for frames in peaks:
+                    peaks[frames].append(deviation_peak(d, frames))
             for frames in parts:
-                parts[frames].append(selected[frames])
+                parts[frames].append(d[1:-1] if frames == "interior" else d[[0, -1]] if len(d) else d)
         if self.first and batch:
             self.n_sequences += len(batch)
             for frames, values in peaks.items():       # one array per batch, not one per sequence
